@@ -1,0 +1,34 @@
+"""helpers: the tested code behind the book *Image classification with PyTorch*.
+
+One module per stage of the pipeline, in the order data flows through them::
+
+    config, runtime     run configuration and profiles; device, seeds, threads, precision
+    data, transforms    sources, ETL cache, splits, loaders; paired and batched augmentation
+    plots, widgets      every figure; interactive explorers with static fallbacks
+
+Notebooks import the package once and call it qualified, so every call shows its origin::
+
+    import helpers as hp
+    device = hp.runtime.get_device()
+"""
+
+from importlib import import_module
+from types import ModuleType
+
+__version__ = "0.1.0"
+
+# Submodules load on first use: `import helpers` stays fast, and a missing optional extra
+# (for example the serving stack) only matters to the module that needs it.
+_SUBMODULES = ("config", "runtime", "data", "transforms", "plots", "widgets")
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SUBMODULES:
+        return import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
