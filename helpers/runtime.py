@@ -25,6 +25,7 @@ __all__ = [
     "measure_matmul_throughput",
     "seed_everything",
     "set_threads",
+    "synchronize",
 ]
 
 
@@ -249,17 +250,17 @@ def measure_matmul_throughput(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             for _ in range(3):  # warm up kernels and caches
                 left @ right
-            _synchronize(device)
+            synchronize(device)
             repeats, start = 10, time.perf_counter()
             for _ in range(repeats):
                 left @ right
-            _synchronize(device)
+            synchronize(device)
             seconds = (time.perf_counter() - start) / repeats
         results[precision] = 2 * size**3 / seconds / 1e12
     return results
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     """Wait for queued work on an asynchronous device (CUDA, MPS) to finish."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

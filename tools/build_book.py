@@ -75,7 +75,8 @@ def execute_notebook(notebook: Path, target: Path, profile: str, timeout: int) -
 
     # The rendered book cannot run widgets: helpers.widgets shows static figures instead.
     os.environ["HELPERS_STATIC_WIDGETS"] = "1"
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # Figures must be captured as outputs, whatever backend the calling shell chose (Agg, say).
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     start = time.perf_counter()
     papermill.execute_notebook(
         str(notebook),
@@ -109,7 +110,7 @@ def execute_all(notebooks: list[Path], src: Path, profile: str, timeout: int) ->
 def render(src: Path, out: Path) -> Path:
     """Render ``src`` to HTML with jupyter-book (no execution, warnings as errors)."""
     cmd = [
-        sys.executable, "-m", "jupyter_book", "build", str(src),
+        sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
         "--path-output", str(out), "--builder", "html", "-W", "--keep-going",
     ]  # fmt: skip
     subprocess.run(cmd, check=True)

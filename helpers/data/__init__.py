@@ -1,0 +1,87 @@
+"""Data: from a source of images to batches a model can train on.
+
+This is the first stage of the pipeline, read top to bottom in the order the data flows:
+
+1. **Sources.** CIFAR-10 through torchvision's download; a local CIFAR-10 copy named by the
+   environment variable ``CIFAR10_PATH`` (machines without internet); or any folder of images
+   in the ImageFolder layout, as a directory or a ``.tar.gz``/``.tgz``/``.tar``/``.zip``
+   archive (read in place, never extracted). :func:`describe_source` says which one is used.
+2. **ETL.** A source is decoded once into a cache file under ``data_dir()/cache/``: uint8
+   image tensors ``(N, 3, H, W)`` per split, int64 labels, class names, a fingerprint of the
+   source and the list of unreadable files skipped. Later loads reuse the file while the
+   source is unchanged (the full CIFAR-10 in well under a second instead of several seconds).
+3. **Splits and statistics.** Seeded, stratified train/validation splits, k-fold indices and
+   subsets; class counts and class weights; per-channel mean and std; exact duplicates.
+4. **Loaders.** The standard path (a ``Dataset`` with per-image ``transforms.v2`` and a
+   ``DataLoader``) and the fast path (:class:`DeviceLoader`: the whole uint8 set as one tensor
+   on the device, whole batches augmented at once). :func:`make_loaders` builds either from a
+   :class:`helpers.config.DataConfig`.
+
+Example:
+    >>> data = load_dataset("cifar10")  # doctest: +SKIP
+    >>> loaders = make_loaders(data, DataConfig(), device=get_device())  # doctest: +SKIP
+"""
+
+from ._constants import (
+    CIFAR10_CLASSES,
+    CIFAR10_ENV,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGE_EXTENSIONS,
+    CorruptImageWarning,
+    ImageData,
+    SyntheticDataWarning,
+)
+from ._etl import load_dataset, make_synthetic_data
+from ._files import compare_image_formats, write_image_folder
+from ._loaders import (
+    DeviceLoader,
+    Loaders,
+    TensorImageDataset,
+    build_dataloader,
+    compare_loaders,
+    make_loaders,
+    measure_throughput,
+)
+from ._sources import describe_source
+from ._splits import (
+    channel_stats,
+    class_counts,
+    class_weights,
+    find_duplicates,
+    sample_weights,
+    stratified_kfold,
+    stratified_split,
+    stratified_subset,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_ENV",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "IMAGE_EXTENSIONS",
+    "CorruptImageWarning",
+    "DeviceLoader",
+    "ImageData",
+    "Loaders",
+    "SyntheticDataWarning",
+    "TensorImageDataset",
+    "build_dataloader",
+    "channel_stats",
+    "class_counts",
+    "class_weights",
+    "compare_image_formats",
+    "compare_loaders",
+    "describe_source",
+    "find_duplicates",
+    "load_dataset",
+    "make_loaders",
+    "make_synthetic_data",
+    "measure_throughput",
+    "sample_weights",
+    "stratified_kfold",
+    "stratified_split",
+    "stratified_subset",
+    "write_image_folder",
+]

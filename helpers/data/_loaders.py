@@ -1,0 +1,501 @@
+"""Loaders: the standard ``DataLoader`` path, the fast :class:`DeviceLoader` path, and
+:func:`make_loaders`, which builds either from :class:`ImageData` and a ``DataConfig``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from helpers.config import DataConfig
+from helpers.runtime import synchronize
+
+from ._checks import _check_fraction, _check_positive_int
+from ._constants import ImageData
+from ._splits import channel_stats, sample_weights, stratified_split, stratified_subset
+
+# ----------------------------------------------------------------------------------------------
+# Loaders (a): the standard path, a Dataset with per-image transforms and a DataLoader
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_images_labels(
+    images: torch.Tensor, labels: torch.Tensor | Sequence[int]
+) -> torch.Tensor:
+    """Labels as an int64 tensor; ``ValueError`` unless images are ``(N, C, H, W)`` uint8
+    with one label each."""
+    labels = torch.as_tensor(labels)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
+        raise ValueError(
+            f"images must be an (N, C, H, W) uint8 tensor, got shape {tuple(images.shape)} "
+            f"and dtype {images.dtype}."
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"labels must be 1-D with one label per image: {len(images)} images, labels of "
+            f"shape {tuple(labels.shape)}."
+        )
+    return labels.to(torch.int64)
+
+
+class TensorImageDataset(Dataset):
+    """A map-style dataset over uint8 image tensors, with an optional per-image transform.
+
+    It holds only tensors and the transform (no lambdas), so it pickles to DataLoader worker
+    processes on every platform, including Windows and macOS.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 images.
+        labels: ``(N,)`` class indices.
+        transform: called on each ``(C, H, W)`` uint8 image, e.g. from
+            :func:`helpers.transforms.build_transforms`; ``None`` returns the uint8 image.
+
+    Raises:
+        ValueError: for images that are not 4-D uint8 or a label count that differs.
+
+    >>> ds = TensorImageDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]))
+    >>> ds[1][0].shape, ds[1][1]
+    (torch.Size([3, 8, 8]), 1)
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | Sequence[int],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.labels = _check_images_labels(images, labels)
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]  # (C, H, W) uint8
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+def build_dataloader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    seed: int = 0,
+    sampler: torch.utils.data.Sampler | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A ``DataLoader`` with settings that are safe everywhere and fast where they can be.
+
+    ``pin_memory`` only for a CUDA device; ``persistent_workers`` only with workers; a
+    seeded generator, so the shuffle order (and each worker's seed) repeats with the seed.
+    With ``num_workers=0`` (the default, safe on Windows and macOS and in notebooks) random
+    transforms draw from the global torch generator: seed it with
+    :func:`helpers.runtime.seed_everything` for repeatable augmentation.
+
+    Args:
+        dataset: a map-style dataset, e.g. :class:`TensorImageDataset`.
+        batch_size: images per batch.
+        device: where the batches will be used (only decides ``pin_memory``).
+        shuffle: reshuffle every epoch (ignored when a ``sampler`` is given).
+        num_workers: worker processes; 0 loads in the main process.
+        seed: seeds the shuffle or the sampler.
+        sampler: draws the indices instead of shuffling (e.g. a weighted sampler).
+        drop_last: drop the last, incomplete batch.
+
+    Returns:
+        A :class:`torch.utils.data.DataLoader`.
+
+    Raises:
+        ValueError: for a batch size below 1 or a negative worker count.
+    """
+    _check_positive_int("batch_size", batch_size)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}.")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=num_workers > 0,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Loaders (b): the fast path, the whole data set on the device
+# ----------------------------------------------------------------------------------------------
+
+
+def _device_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """A seeded generator on ``device``, or ``None`` where the backend has none."""
+    try:
+        return torch.Generator(device=device).manual_seed(seed)
+    except RuntimeError:
+        return None
+
+
+class DeviceLoader:
+    """Batches from a uint8 data set kept whole on the device: no workers, no copies per step.
+
+    The images are uploaded once as one uint8 tensor (CIFAR-10's 50,000 training images
+    take 150 MB). Each epoch draws an order with a seeded generator; each batch is indexed,
+    converted to float32 and normalised on the device, then augmented as a whole with a
+    :class:`helpers.transforms.BatchAugment` (cutout therefore fills the mean colour).
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 images.
+        labels: ``(N,)`` class indices.
+        batch_size: images per batch.
+        device: where the data lives and the batches are made.
+        mean: per-channel mean on [0, 1], for normalising.
+        std: per-channel standard deviation on [0, 1].
+        shuffle: a new random order every epoch.
+        drop_last: drop the last, incomplete batch.
+        augment: applied to each normalised batch, e.g. ``BatchAugment()``; ``None``: none.
+        seed: seeds the order and the augmentation; the same seed repeats every epoch's
+            batches exactly.
+        channels_last: return batches in the channels-last memory format.
+        sample_weights: draw each epoch's ``N`` images with replacement, with these
+            per-image weights (e.g. :func:`sample_weights`) instead of shuffling.
+
+    Raises:
+        ValueError: for bad shapes, a batch size below 1, or mean/std of the wrong length.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | Sequence[int],
+        *,
+        batch_size: int,
+        device: torch.device | str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: Callable[..., torch.Tensor] | None = None,
+        seed: int = 0,
+        channels_last: bool = False,
+        sample_weights: torch.Tensor | None = None,
+    ) -> None:
+        labels = _check_images_labels(images, labels)
+        _check_positive_int("batch_size", batch_size)
+        self.device = torch.device(device)
+        self.images = images.to(self.device)  # (N, C, H, W) uint8, uploaded once
+        self.labels = labels.to(self.device)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.augment, self.channels_last = augment, channels_last
+        self._scale, self._shift = _normaliser(mean, std, images.shape[1], self.device)
+        self._weights = _check_weights(sample_weights, len(labels))
+        self._order_generator = torch.Generator().manual_seed(seed)
+        self._augment_generator = _device_generator(self.device, seed + 1)
+
+    @property
+    def dataset(self) -> TensorImageDataset:
+        """The images and labels (on the device), so ``len(loader.dataset)`` works."""
+        return TensorImageDataset(self.images, self.labels)
+
+    def __len__(self) -> int:
+        count = len(self.labels)
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._epoch_order().to(self.device)
+        for step in range(len(self)):
+            yield self._make_batch(order[step * self.batch_size : (step + 1) * self.batch_size])
+
+    def _epoch_order(self) -> torch.Tensor:
+        """The indices of one epoch: weighted draws, a permutation, or in order."""
+        count = len(self.labels)
+        if self._weights is not None:
+            return torch.multinomial(self._weights, count, True, generator=self._order_generator)
+        if self.shuffle:
+            return torch.randperm(count, generator=self._order_generator)
+        return torch.arange(count)
+
+    def _make_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather, convert, normalise and augment one batch."""
+        images = self.images[index].float().mul_(self._scale).sub_(self._shift)  # (B, C, H, W)
+        if self.augment is not None:
+            images = self.augment(images, generator=self._augment_generator)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, self.labels[index]
+
+
+def _normaliser(
+    mean: Sequence[float], std: Sequence[float], channels: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale, shift`` such that ``x * scale - shift == (x / 255 - mean) / std``."""
+    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
+        raise ValueError(
+            f"mean and std need {channels} values each (std positive), got {mean!r}, {std!r}."
+        )
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return 1.0 / (255.0 * std_t), mean_t / std_t
+
+
+def _check_weights(weights: torch.Tensor | None, count: int) -> torch.Tensor | None:
+    """Sampling weights as a float64 CPU tensor with one non-negative value per image."""
+    if weights is None:
+        return None
+    weights = torch.as_tensor(weights, dtype=torch.float64).cpu()
+    if weights.shape != (count,) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+        raise ValueError(
+            f"sample_weights needs {count} non-negative values with a positive sum, got shape "
+            f"{tuple(weights.shape)}."
+        )
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------
+# make_loaders: from ImageData and a DataConfig to train/val/test loaders
+# ----------------------------------------------------------------------------------------------
+
+
+class Loaders(NamedTuple):
+    """The loaders of a run, and the normalisation statistics they use."""
+
+    train: DataLoader | DeviceLoader
+    val: DataLoader | DeviceLoader | None  # None when cfg.val_fraction is 0
+    test: DataLoader | DeviceLoader
+    mean: tuple[float, ...]  # per channel, on [0, 1]; from the training images
+    std: tuple[float, ...]
+
+
+def _split_indices(
+    data: ImageData, cfg: DataConfig, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train, validation and test indices after the validation split and the subsets."""
+    train, val = stratified_split(data.train_labels, cfg.val_fraction, seed=seed)
+    train = train[stratified_subset(data.train_labels[train], cfg.train_images, seed=seed)]
+    if len(val):
+        val = val[stratified_subset(data.train_labels[val], cfg.eval_images, seed=seed)]
+    test = stratified_subset(data.test_labels, cfg.eval_images, seed=seed)
+    return train, val, test
+
+
+def _standard_loaders(
+    parts: list[tuple[torch.Tensor, torch.Tensor]],
+    cfg: DataConfig,
+    device: torch.device,
+    seed: int,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    num_classes: int,
+) -> list[DataLoader]:
+    """Train, val and test DataLoaders with per-image v2 transforms."""
+    from helpers.transforms import build_transform_pair
+
+    train_tf, eval_tf = build_transform_pair(
+        preset=cfg.augment, image_size=cfg.image_size, mean=stats[0], std=stats[1]
+    )
+    (train_images, train_labels), *evals = parts
+    sampler = None
+    if cfg.balance == "sampler":
+        weights = sample_weights(train_labels, num_classes)
+        generator = torch.Generator().manual_seed(seed)
+        sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+    options = {"batch_size": cfg.batch_size, "device": device, "num_workers": cfg.num_workers}
+    train = build_dataloader(
+        TensorImageDataset(train_images, train_labels, train_tf),
+        shuffle=True,
+        sampler=sampler,
+        seed=seed,
+        drop_last=len(train_labels) > cfg.batch_size,
+        **options,
+    )
+    return [train] + [
+        build_dataloader(TensorImageDataset(images, labels, eval_tf), **options)
+        for images, labels in evals
+    ]
+
+
+def _fast_loaders(
+    parts: list[tuple[torch.Tensor, torch.Tensor]],
+    cfg: DataConfig,
+    device: torch.device,
+    seed: int,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    num_classes: int,
+) -> list[DeviceLoader]:
+    """Train, val and test DeviceLoaders; the training one augments whole batches."""
+    from helpers.transforms import batch_augment_from_preset
+
+    (train_images, train_labels), *evals = parts
+    weights = sample_weights(train_labels, num_classes) if cfg.balance == "sampler" else None
+    options = {"batch_size": cfg.batch_size, "device": device, "mean": stats[0], "std": stats[1]}
+    train = DeviceLoader(
+        train_images,
+        train_labels,
+        shuffle=True,
+        drop_last=len(train_labels) > cfg.batch_size,
+        augment=batch_augment_from_preset(cfg.augment, cfg.image_size),
+        seed=seed,
+        sample_weights=weights,
+        **options,
+    )
+    return [train] + [DeviceLoader(images, labels, **options) for images, labels in evals]
+
+
+def make_loaders(
+    data: ImageData,
+    cfg: DataConfig,
+    *,
+    device: torch.device | str,
+    seed: int = 0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Loaders:
+    """Build the train, validation and test loaders of a run from decoded data.
+
+    The validation split is a seeded, stratified ``cfg.val_fraction`` of the training
+    split; then ``cfg.train_images`` and ``cfg.eval_images`` (each of validation and test)
+    pick stratified subsets. The training loader shuffles (or, with ``cfg.balance ==
+    "sampler"``, draws class-balanced with replacement), augments with the ``cfg.augment``
+    preset and drops an incomplete last batch; the others keep order and every image.
+    ``cfg.loader`` chooses the standard ``DataLoader`` path (with ``cfg.num_workers``
+    worker processes) or the fast :class:`DeviceLoader` path (no workers; its ``"strong"``
+    preset is crop, flip and cutout, see
+    :func:`helpers.transforms.batch_augment_from_preset`).
+
+    Args:
+        data: from :func:`load_dataset`.
+        cfg: the data section of the run config.
+        device: where training runs.
+        seed: seeds the splits, subsets, order and augmentation.
+        mean: per-channel mean; computed from the training images used when ``None``.
+        std: per-channel std; computed with the mean when ``None``.
+
+    Returns:
+        :class:`Loaders` with ``train``, ``val`` (``None`` without a validation split),
+        ``test``, and the ``mean`` and ``std`` used.
+
+    Raises:
+        ValueError: when the data's image size differs from ``cfg.image_size``, for an
+            unknown ``cfg.loader`` or ``cfg.balance``, or for only one of mean and std.
+    """
+    _check_data_config(data, cfg)
+    if (mean is None) != (std is None):
+        raise ValueError("Give both mean and std, or neither (to compute them from the data).")
+    device = torch.device(device)
+    train, val, test = _split_indices(data, cfg, seed)
+    if mean is None or std is None:
+        mean, std = channel_stats(data.train_images[train])
+    stats = (tuple(mean), tuple(std))
+    parts = [(data.train_images[train], data.train_labels[train])]
+    if len(val):
+        parts.append((data.train_images[val], data.train_labels[val]))
+    parts.append((data.test_images[test], data.test_labels[test]))
+    build = _standard_loaders if cfg.loader == "standard" else _fast_loaders
+    loaders: list[Any] = build(parts, cfg, device, seed, stats, data.num_classes)
+    val_loader = loaders[1] if len(val) else None
+    return Loaders(loaders[0], val_loader, loaders[-1], *stats)
+
+
+def _check_data_config(data: ImageData, cfg: DataConfig) -> None:
+    """Raise ``ValueError`` for settings that do not fit the data or are unknown."""
+    if cfg.image_size != data.image_size:
+        raise ValueError(
+            f"The data was decoded at {data.image_size} px but cfg.image_size is "
+            f"{cfg.image_size}; load it with load_dataset(..., image_size={cfg.image_size})."
+        )
+    if cfg.loader not in ("standard", "fast"):
+        raise ValueError(f"Unknown loader {cfg.loader!r}; choose 'standard' or 'fast'.")
+    if cfg.balance not in ("none", "sampler"):
+        raise ValueError(f"Unknown balance {cfg.balance!r}; choose 'none' or 'sampler'.")
+    _check_fraction("val_fraction", cfg.val_fraction, allow_zero=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring a loader
+# ----------------------------------------------------------------------------------------------
+
+
+def measure_throughput(loader: Iterable[Any], *, max_batches: int | None = None) -> float:
+    """Images per second that ``loader`` delivers over one pass, start-up included.
+
+    One batch is fetched first and thrown away, so that one-off costs are not counted:
+    persistent worker processes are started, and first-call kernel costs paid. Then a fresh
+    pass is timed from the moment it starts (so batches that workers prepare ahead are
+    counted, not free) until ``max_batches`` batches have arrived; work queued on an
+    asynchronous device (a CUDA GPU) is waited for before the clock stops.
+
+    Args:
+        loader: yields ``(images, labels)`` batches, like a ``DataLoader`` or ``DeviceLoader``.
+        max_batches: batches to time; ``None`` for one whole epoch.
+
+    Returns:
+        Images per second over the timed pass.
+
+    Raises:
+        ValueError: for ``max_batches`` below 1, or a loader that yields no batch.
+    """
+    if max_batches is not None and (isinstance(max_batches, bool) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}.")
+    warm_up = iter(loader)
+    if next(warm_up, None) is None:
+        raise ValueError("The loader yielded no batch.")
+    del warm_up  # ends this pass; persistent workers stay alive for the timed one
+    count, start = 0, time.perf_counter()
+    for index, (images, _labels) in enumerate(loader, start=1):
+        count += len(images)
+        if max_batches is not None and index >= max_batches:
+            break
+    synchronize(images.device)
+    return count / (time.perf_counter() - start)
+
+
+def compare_loaders(
+    data: ImageData,
+    configs: Mapping[str, DataConfig],
+    *,
+    device: torch.device | str,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    seed: int = 0,
+    max_batches: int | None = None,
+) -> pd.DataFrame:
+    """Measure the training loader of each config side by side, on the same data.
+
+    Args:
+        data: from :func:`load_dataset`.
+        configs: a name for each :class:`~helpers.config.DataConfig` to measure.
+        device: where training would run (the fast path keeps its data there).
+        mean: per-channel mean for normalising; computed from the data when ``None``.
+        std: per-channel std, given together with ``mean``.
+        seed: seeds the splits, order and augmentation of every loader alike.
+        max_batches: batches timed per loader; ``None`` for one epoch each.
+
+    Returns:
+        One row per config, in order: loader path, workers, batch size, images per second,
+        and the speed relative to the first row.
+    """
+    rows = []
+    for name, cfg in configs.items():
+        loaders = make_loaders(data, cfg, device=device, seed=seed, mean=mean, std=std)
+        rate = measure_throughput(loaders.train, max_batches=max_batches)
+        rows.append(
+            {
+                "name": name,
+                "loader": cfg.loader,
+                "workers": cfg.num_workers,
+                "batch size": cfg.batch_size,
+                "images/s": rate,
+            }
+        )
+    table = pd.DataFrame(rows).set_index("name")
+    table["speed-up"] = table["images/s"] / table["images/s"].iloc[0]
+    return table

@@ -1,0 +1,230 @@
+"""Tests for helpers.plots: each figure has the expected axes, titles, bars and pixels."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torchvision.transforms import v2
+
+from helpers import plots
+from helpers.transforms import build_transforms
+
+MEAN = (0.49, 0.48, 0.45)
+STD = (0.25, 0.24, 0.26)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _images(n: int, size: int = 8, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
+
+
+def _shown(ax) -> np.ndarray:
+    """The pixels an axis displays."""
+    return np.asarray(ax.images[0].get_array())
+
+
+def _bars(fig: Figure) -> list:
+    return [bar for container in fig.axes[0].containers for bar in container]
+
+
+# --- show_images -----------------------------------------------------------------------------
+
+
+def test_show_images_grid_layout_and_titles():
+    images = _images(10)
+    fig = plots.show_images(images, titles=[f"t{i}" for i in range(10)], ncols=4)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 12  # 3 rows of 4; the last two cells are blank
+    assert sum(len(ax.images) for ax in fig.axes) == 10
+    assert [ax.get_title() for ax in fig.axes[:10]] == [f"t{i}" for i in range(10)]
+    np.testing.assert_allclose(_shown(fig.axes[5]), images[5].permute(1, 2, 0).numpy() / 255)
+    assert plt.get_fignums() == []  # returned, not left open in pyplot
+
+
+def test_show_images_accepts_float_normalised_and_grey_images():
+    images = _images(3)
+    unit = images.float() / 255
+    normalised = (unit - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    expected = unit[1].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(_shown(plots.show_images(unit).axes[1]), expected, atol=1e-6)
+    fig = plots.show_images(normalised, mean=MEAN, std=STD)
+    np.testing.assert_allclose(_shown(fig.axes[1]), expected, atol=1e-6)
+    grey = plots.show_images(images[:, :1], ncols=2)
+    assert _shown(grey.axes[0]).shape == (8, 8) and len(grey.axes) == 4
+    sizes = plots.show_images([images[0], torch.zeros(3, 16, 16, dtype=torch.uint8)])
+    assert _shown(sizes.axes[1]).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: plots.show_images(torch.zeros(8, 8)), r"\(N, C, H, W\)"),
+        (lambda: plots.show_images(torch.zeros(2, 4, 8, 8)), "1 or 3 channels"),
+        (lambda: plots.show_images(_images(3), titles=["a", "b"]), "2 titles for 3 images"),
+        (lambda: plots.show_images(_images(3), ncols=0), "ncols"),
+        (lambda: plots.show_images([]), "at least one"),
+        (lambda: plots.show_images(_images(2).float(), mean=MEAN), "both mean and std"),
+        (lambda: plots.show_images(torch.zeros(1, 3, 4, 4, dtype=torch.int64)), "uint8"),
+    ],
+)
+def test_show_images_rejects_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --- show_image_grid -------------------------------------------------------------------------
+
+
+def _labelled(counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose pixel value is 40 * label, shuffled together with their labels."""
+    labels = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])
+    images = (labels * 40).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    return images[order], labels[order]
+
+
+def test_show_image_grid_one_row_per_class():
+    images, labels = _labelled([6, 5, 2])
+    fig = plots.show_image_grid(images, labels, ["cat", "dog", "frog"], per_class=4)
+    axes = np.array(fig.axes).reshape(3, 4)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["cat", "dog", "frog"]
+    assert [sum(len(ax.images) for ax in row) for row in axes] == [4, 4, 2]
+    for label, row in enumerate(axes):
+        for ax in row:
+            if ax.images:  # every image shown in a row belongs to that row's class
+                np.testing.assert_allclose(_shown(ax), label * 40 / 255)
+
+
+def test_show_image_grid_seed_picks_the_images():
+    images = _images(40)
+    labels = torch.arange(40) % 2
+
+    def shown(seed: int) -> list[np.ndarray]:
+        fig = plots.show_image_grid(images, labels.tolist(), ["a", "b"], per_class=3, seed=seed)
+        return [_shown(ax) for ax in fig.axes]
+
+    assert all(np.array_equal(a, b) for a, b in zip(shown(0), shown(0), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(shown(0), shown(1), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (_images(4), torch.tensor([0, 1, 0]), "one label per image"),
+        (_images(3), torch.tensor([0, 1, 2]), r"\[0, 1\]"),
+        (_images(3)[0], torch.tensor([0, 1, 0]), r"\(N, C, H, W\)"),
+        (_images(3), torch.tensor([[0, 1, 0]]), "1-D"),
+    ],
+)
+def test_show_image_grid_rejects_bad_input(images, labels, message):
+    with pytest.raises(ValueError, match=message):
+        plots.show_image_grid(images, labels, ["a", "b"])
+
+
+# --- plot_class_balance ----------------------------------------------------------------------
+
+
+def test_plot_class_balance_from_a_sequence():
+    fig = plots.plot_class_balance([50, 30, 8], ["cat", "dog", "frog"], title="Train split")
+    ax = fig.axes[0]
+    assert [bar.get_width() for bar in _bars(fig)] == [50, 30, 8]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "frog"]
+    assert [t.get_text() for t in ax.texts] == ["50", "30", "8"]
+    assert ax.get_title() == "Train split"
+
+
+def test_plot_class_balance_from_the_data_table():
+    table = pd.DataFrame({"class": ["a", "b"], "count": [7, 3], "share": [0.7, 0.3]})
+    fig = plots.plot_class_balance(table)
+    assert [bar.get_width() for bar in _bars(fig)] == [7, 3]
+    numbers = plots.plot_class_balance(torch.tensor([4, 6]))
+    assert [t.get_text() for t in numbers.axes[0].get_yticklabels()] == ["0", "1"]
+
+
+def test_plot_class_balance_one_bar_per_split():
+    table = pd.DataFrame(
+        {"class": [0, 1, 0, 1], "count": [9, 8, 2, 1], "split": ["train"] * 2 + ["val"] * 2}
+    )
+    fig = plots.plot_class_balance(table, ["cat", "dog"])
+    assert sorted(bar.get_width() for bar in _bars(fig)) == [1, 2, 8, 9]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train", "val"]
+
+
+@pytest.mark.parametrize(
+    ("counts", "names", "message"),
+    [
+        ([1, 2, 3], ["a", "b"], "3 counts for 2 class_names"),
+        (pd.DataFrame({"class": ["a"], "n": [1]}), None, "lacks \\['count'\\]"),
+        ([3, -1], None, "negative"),
+        ([[1, 2]], None, "1-D"),
+        ([], None, "at least one"),
+        (pd.DataFrame({"class": [0, 5], "count": [1, 2]}), ["a", "b"], "do not fit"),
+    ],
+)
+def test_plot_class_balance_rejects_bad_input(counts, names, message):
+    with pytest.raises(ValueError, match=message):
+        plots.plot_class_balance(counts, names)
+
+
+# --- augmentation previews -------------------------------------------------------------------
+
+
+def test_preview_augmentations_unnormalises_the_draws():
+    image = _images(1, size=16)[0]
+    eval_tf = build_transforms(False, image_size=16, mean=MEAN, std=STD)  # deterministic
+    fig = plots.preview_augmentations(image, eval_tf, n=3, mean=MEAN, std=STD)
+    assert [ax.get_title() for ax in fig.axes] == ["original", "draw 1", "draw 2", "draw 3"]
+    expected = image.permute(1, 2, 0).numpy() / 255
+    for ax in fig.axes:
+        np.testing.assert_allclose(_shown(ax), expected, atol=1e-5)
+
+
+def test_preview_augmentations_accepts_uint8_outputs_and_is_seeded():
+    image = _images(1, size=16)[0]
+    flip = v2.RandomHorizontalFlip()
+    state = torch.get_rng_state()
+    fig = plots.preview_augmentations(image, flip, n=12, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is untouched
+    original = image.permute(1, 2, 0).numpy() / 255
+    flipped = [np.allclose(_shown(ax), original[:, ::-1]) for ax in fig.axes[1:]]
+    for is_flipped, ax in zip(flipped, fig.axes[1:], strict=True):
+        assert is_flipped or np.allclose(_shown(ax), original)
+    assert 0 < sum(flipped) < 12
+    again = plots.preview_augmentations(image, flip, n=12, seed=3)
+    assert all(
+        np.array_equal(_shown(a), _shown(b)) for a, b in zip(fig.axes, again.axes, strict=True)
+    )
+
+
+def test_compare_augmentations_one_row_per_transform():
+    image = _images(1, size=32)[0]
+    names = ("none", "standard", "strong")
+    tfs = {p: build_transforms(True, preset=p, mean=MEAN, std=STD) for p in names}
+    fig = plots.compare_augmentations(image, tfs, n=4, mean=MEAN, std=STD)
+    axes = np.array(fig.axes).reshape(3, 5)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == list(names)
+    assert axes[0, 0].get_title() == "original" and axes[1, 0].get_title() == ""
+    for ax in axes[0]:  # the "none" preset shows the original every time
+        np.testing.assert_allclose(_shown(ax), _shown(axes[0, 0]), atol=1e-5)
+    assert all(_shown(ax).min() >= 0 and _shown(ax).max() <= 1 for ax in fig.axes)
+
+
+def test_previews_reject_bad_input():
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        plots.preview_augmentations(_images(2), v2.RandomHorizontalFlip())
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        plots.preview_augmentations(_images(1)[0], v2.RandomHorizontalFlip(), n=0)
+    with pytest.raises(ValueError, match="at least one transform"):
+        plots.compare_augmentations(_images(1)[0], {})
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):  # a transform returning a batch
+        plots.preview_augmentations(_images(1)[0], lambda x: x[None])
