@@ -1,4 +1,4 @@
-"""Figures for every chapter: image grids, class balance and augmentation previews.
+"""Figures for every chapter: image grids, class balance, augmentation previews, learning curves.
 
 Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show()``.
 The figure is closed in pyplot's registry before it is returned, so Jupyter shows it exactly
@@ -35,7 +35,9 @@ from torch import Tensor
 
 __all__ = [
     "compare_augmentations",
+    "plot_bars",
     "plot_class_balance",
+    "plot_history",
     "preview_augmentations",
     "show_image_grid",
     "show_images",
@@ -394,3 +396,87 @@ def preview_augmentations(
     draws = [_to_pixels(x, mean, std) for x in _draw_augmentations(image, transform, n, seed)]
     titles = ["original"] + [f"draw {i + 1}" for i in range(n)]
     return _draw_grid([[original, *draws]], ncols=n + 1, titles=[titles])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and comparisons
+# ---------------------------------------------------------------------------------------------
+
+_HISTORY_PANELS = (
+    ("loss", ("train_loss", "val_loss")),
+    ("accuracy", ("train_acc", "val_acc")),
+    ("learning rate", ("lr",)),
+)
+
+
+def plot_history(history: Sequence[Mapping[str, float]], *, title: str | None = None) -> Figure:
+    """Learning curves of a training run: loss, accuracy and learning rate per epoch.
+
+    Args:
+        history: one mapping per epoch, as returned by ``helpers.train.fit``, with an
+            ``epoch`` key and any of ``train_loss``, ``val_loss``, ``train_acc``,
+            ``val_acc`` and ``lr``; panels whose keys are all missing are left out.
+        title: a title over the panels.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: for an empty history or one without any plottable key.
+    """
+    if not history:
+        raise ValueError("history is empty: train for at least one epoch first.")
+    table = pd.DataFrame(list(history))
+    epochs = table["epoch"] if "epoch" in table else pd.Series(range(1, len(table) + 1))
+    panels = [(name, [k for k in keys if k in table]) for name, keys in _HISTORY_PANELS]
+    panels = [(name, keys) for name, keys in panels if keys]
+    if not panels:
+        wanted = sorted(k for _, keys in _HISTORY_PANELS for k in keys)
+        raise ValueError(f"history has none of the keys {wanted}; got {sorted(table.columns)}.")
+    fig, axes = _subplots(1, len(panels), (4.2 * len(panels), 3.2))
+    for ax, (name, keys) in zip(axes[0], panels, strict=True):
+        for key in keys:
+            ax.plot(epochs, table[key], marker="o", markersize=3, label=key.split("_")[0])
+        ax.set(xlabel="epoch", ylabel=name, title=name)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_bars(
+    values: Mapping[str, float] | pd.Series,
+    *,
+    xlabel: str,
+    title: str | None = None,
+    fmt: str = "{:,.0f}",
+) -> Figure:
+    """A horizontal bar chart with the value written at the end of each bar.
+
+    Args:
+        values: a label for each bar and its value (a dict or a pandas Series).
+        xlabel: what the values measure, with its unit.
+        title: a title over the chart.
+        fmt: how each value is written next to its bar.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: when there is nothing to draw.
+    """
+    series = pd.Series(values, dtype=float)
+    if series.empty:
+        raise ValueError("plot_bars needs at least one value.")
+    fig, axes = _subplots(1, 1, (6.0, 0.45 * len(series) + 1.2))
+    ax = axes[0, 0]
+    bars = ax.barh(list(series.index.astype(str)), series.to_numpy(), color=sns.color_palette()[0])
+    ax.bar_label(bars, labels=[fmt.format(v) for v in series], padding=3)
+    ax.invert_yaxis()  # first value on top, as in a table
+    ax.set_xlabel(xlabel)
+    ax.margins(x=0.15)
+    if title:
+        ax.set_title(title)
+    return fig

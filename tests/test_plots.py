@@ -228,3 +228,41 @@ def test_previews_reject_bad_input():
         plots.compare_augmentations(_images(1)[0], {})
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):  # a transform returning a batch
         plots.preview_augmentations(_images(1)[0], lambda x: x[None])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and comparisons
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plot_history_draws_one_panel_per_quantity() -> None:
+    history = [
+        {"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.1 / e, "train_acc": 0.1 * e,
+         "val_acc": 0.09 * e, "lr": 0.1 / e}
+        for e in range(1, 5)
+    ]  # fmt: skip
+    fig = plots.plot_history(history, title="run")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "learning rate"]
+    loss_lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in loss_lines] == ["train", "val"]
+    assert list(loss_lines[1].get_ydata()) == [h["val_loss"] for h in history]
+    assert list(loss_lines[0].get_xdata()) == [1, 2, 3, 4]
+
+
+def test_plot_history_skips_missing_quantities_and_rejects_empty() -> None:
+    fig = plots.plot_history([{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}])
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_history([])
+    with pytest.raises(ValueError, match="none of the keys"):
+        plots.plot_history([{"epoch": 1, "speed": 3.0}])
+
+
+def test_plot_bars_labels_each_bar() -> None:
+    fig = plots.plot_bars({"fp32": 1000.0, "bf16": 2500.0}, xlabel="images/s", title="speed")
+    ax = fig.axes[0]
+    assert [p.get_width() for p in ax.patches] == [1000.0, 2500.0]
+    assert [t.get_text() for t in ax.texts] == ["1,000", "2,500"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fp32", "bf16"]
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_bars({}, xlabel="x")
