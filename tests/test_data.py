@@ -960,3 +960,25 @@ def test_compare_loaders_measures_each_config_side_by_side() -> None:
     assert table["speed-up"].iloc[0] == 1.0
     expected = table["images/s"].iloc[1] / table["images/s"].iloc[0]
     assert table["speed-up"].iloc[1] == pytest.approx(expected)
+
+
+def test_long_tailed_subset_decays_class_sizes_exponentially() -> None:
+    labels = torch.arange(5).repeat_interleave(200)
+    index = hd.long_tailed_subset(labels, 16.0, seed=0)
+    counts = torch.bincount(labels[index]).tolist()
+    assert counts == [200, 100, 50, 25, 12]  # 200 * 16 ** (-c / 4), rounded
+    assert torch.equal(index, hd.long_tailed_subset(labels, 16.0, seed=0))
+    assert not torch.equal(index, hd.long_tailed_subset(labels, 16.0, seed=1))
+    assert len(hd.long_tailed_subset(labels, 1.0)) == len(labels)
+    with pytest.raises(ValueError, match="at least 1"):
+        hd.long_tailed_subset(labels, 0.5)
+
+
+def test_take_keeps_the_chosen_images() -> None:
+    data = hd.make_synthetic_data(train_per_class=4, test_per_class=2, image_size=8)
+    kept = hd.take(data, train=[0, 5, 9], test=torch.tensor([1]))
+    assert torch.equal(kept.train_images, data.train_images[[0, 5, 9]])
+    assert torch.equal(kept.train_labels, data.train_labels[[0, 5, 9]])
+    assert torch.equal(kept.test_labels, data.test_labels[[1]])
+    assert kept.class_names == data.class_names and kept.source == data.source
+    assert len(hd.take(data).train_labels) == len(data.train_labels)

@@ -49,10 +49,12 @@ from ._splits import (
     class_counts,
     class_weights,
     find_duplicates,
+    long_tailed_subset,
     sample_weights,
     stratified_kfold,
     stratified_split,
     stratified_subset,
+    take,
 )
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "describe_source",
     "find_duplicates",
     "load_dataset",
+    "long_tailed_subset",
     "make_loaders",
     "make_synthetic_data",
     "measure_throughput",
@@ -83,5 +86,6 @@ __all__ = [
     "stratified_kfold",
     "stratified_split",
     "stratified_subset",
+    "take",
     "write_image_folder",
 ]

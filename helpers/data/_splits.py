@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ._checks import _as_labels, _check_fraction, _check_num_classes, _check_positive_int
+from ._constants import ImageData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,6 +144,71 @@ def stratified_subset(
     generator = torch.Generator().manual_seed(seed)
     chosen = [index[: quota[labels[index[0]]]] for index in _class_members(labels, generator)]
     return torch.cat(chosen).sort().values
+
+
+def long_tailed_subset(
+    labels: torch.Tensor | Sequence[int], imbalance: float, *, seed: int = 0
+) -> torch.Tensor:
+    """Pick a class-imbalanced subset whose class sizes fall off exponentially.
+
+    Class ``c`` of ``C`` keeps ``n_c = n_0 * imbalance ** (-c / (C - 1))`` images, where
+    ``n_0`` is the size of the smallest class: class 0 keeps ``n_0`` images and the last
+    class ``n_0 / imbalance``, the usual "long-tailed" benchmark construction.
+
+    Args:
+        labels: the class index of each image.
+        imbalance: the ratio between the largest and the smallest class, at least 1.
+        seed: seeds which images of each class are kept.
+
+    Returns:
+        Sorted int64 indices of the chosen images.
+
+    Raises:
+        ValueError: for an imbalance below 1.
+
+    >>> labels = [0] * 100 + [1] * 100 + [2] * 100
+    >>> torch.bincount(torch.as_tensor(labels)[long_tailed_subset(labels, 10.0)]).tolist()
+    [100, 32, 10]
+    """
+    labels = _as_labels(labels)
+    if isinstance(imbalance, bool) or not isinstance(imbalance, (int, float)) or imbalance < 1:
+        raise ValueError(f"imbalance must be a number of at least 1, got {imbalance!r}.")
+    counts = torch.bincount(labels)
+    present = int((counts > 0).sum())
+    smallest = int(counts[counts > 0].min())
+    keep = [
+        max(1, round(smallest * imbalance ** (-c / max(1, present - 1))))
+        for c in range(len(counts))
+    ]
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [index[: keep[labels[index[0]]]] for index in _class_members(labels, generator)]
+    return torch.cat(chosen).sort().values
+
+
+def take(
+    data: ImageData,
+    *,
+    train: torch.Tensor | Sequence[int] | None = None,
+    test: torch.Tensor | Sequence[int] | None = None,
+) -> ImageData:
+    """A copy of ``data`` keeping only the given training and/or test images.
+
+    Args:
+        data: from :func:`load_dataset`.
+        train: indices of the training images to keep; ``None`` keeps all.
+        test: indices of the test images to keep; ``None`` keeps all.
+
+    Returns:
+        A new :class:`ImageData` (class names and source unchanged).
+    """
+    changes = {}
+    if train is not None:
+        index = torch.as_tensor(train, dtype=torch.long)
+        changes.update(train_images=data.train_images[index], train_labels=data.train_labels[index])
+    if test is not None:
+        index = torch.as_tensor(test, dtype=torch.long)
+        changes.update(test_images=data.test_images[index], test_labels=data.test_labels[index])
+    return dataclasses.replace(data, **changes)
 
 
 # ----------------------------------------------------------------------------------------------
