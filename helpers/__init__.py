@@ -4,6 +4,8 @@ One module per stage of the pipeline, in the order data flows through them::
 
     config, runtime     run configuration and profiles; device, seeds, threads, precision
     data, transforms    sources, ETL cache, splits, loaders; paired and batched augmentation
+    models              SimpleCNN, ResNet-9, a Vision Transformer; a registry over timm's
+    train, tune         fit with checkpoints, resume, AMP, EMA, DDP; short runs compared
     plots, widgets      every figure; interactive explorers with static fallbacks
 
 Notebooks import the package once and call it qualified, so every call shows its origin::
@@ -19,7 +21,17 @@ __version__ = "0.1.0"
 
 # Submodules load on first use: `import helpers` stays fast, and a missing optional extra
 # (for example the serving stack) only matters to the module that needs it.
-_SUBMODULES = ("config", "runtime", "data", "transforms", "plots", "widgets")
+_SUBMODULES = (
+    "config",
+    "runtime",
+    "data",
+    "transforms",
+    "models",
+    "train",
+    "tune",
+    "plots",
+    "widgets",
+)
 
 __all__ = ["__version__", *_SUBMODULES]
 

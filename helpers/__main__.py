@@ -2,11 +2,14 @@
 
 Commands:
     info    what this environment has: versions, device, profile and data source.
+    train   train a model from a YAML config and ``key=value`` overrides, alone or under
+            ``torchrun`` (``torchrun --nproc_per_node 2 -m helpers train ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from helpers import config, runtime
@@ -29,7 +32,36 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "--source", default="cifar10", help="data source to describe (default: cifar10)"
     )
+    _add_train_parser(commands)
     return parser
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``train`` command's arguments."""
+    train = commands.add_parser(
+        "train",
+        help="train a model from a config, alone or under torchrun",
+        description="Train a model: load the data, fit with checkpoints (resuming from the "
+        "run's last.pt), test the best weights and write history.json next to the "
+        "checkpoints. The run profile sets the sizes (images, epochs, steps) that neither "
+        "the config file nor an override sets.",
+    )
+    train.add_argument(
+        "--config", default=None, help="YAML run config (default: none, the built-in defaults)"
+    )
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    train.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start afresh even when the run's last.pt exists (default: resume)",
+    )
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides such as profile=smoke train.lr=0.1 (default: none)",
+    )
 
 
 def run_info(device: str, profile: str, source: str) -> None:
@@ -46,11 +78,39 @@ def run_info(device: str, profile: str, source: str) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def run_train(config_path: str | None, overrides: Sequence[str], device: str, resume: bool) -> int:
+    """Run ``python -m helpers train``; return the exit status (2 for a bad config)."""
+    from helpers import train
+
+    info = runtime.init_distributed(device)
+    try:
+        runtime.set_threads()  # under torchrun the cores are shared out between processes
+        try:
+            cfg = config.load_run_config(
+                config_path, overrides, cuda_available=info.device.type == "cuda"
+            )
+        except (ValueError, FileNotFoundError) as err:
+            print(f"python -m helpers train: error: {err}", file=sys.stderr)
+            return 2
+        if info.is_main:
+            print(
+                f"train: {cfg.model.name} on {cfg.data.source}, profile {cfg.profile}, "
+                f"world size {info.world_size}",
+                flush=True,
+            )
+        train.run_training(cfg, device=info.device, resume=resume)
+    finally:
+        runtime.cleanup_distributed()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "info":
         run_info(args.device, args.profile, args.source)
+    elif args.command == "train":
+        return run_train(args.config, args.overrides, args.device, args.resume)
     return 0
 
 

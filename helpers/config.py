@@ -13,6 +13,11 @@ Run profiles scale a notebook or a run to the machine it runs on. They change si
 * ``full``: the published numbers, on a GPU;
 * ``auto``: ``full`` where CUDA is available, ``quick`` otherwise.
 
+:func:`load_run_config` layers a run's settings: the defaults, then the profile's sizes
+(:data:`PROFILE_KEYS`), then the YAML file, then ``key=value`` overrides; so whatever the
+user writes wins, and whatever they leave out follows the profile. :func:`apply_profile`
+sets a profile's sizes on a config built in code (a notebook's parameters cell).
+
 Example:
     >>> cfg = load_config(overrides=["train.lr=0.05", "data.batch_size=256"])
     >>> cfg.train.lr, cfg.data.batch_size
@@ -35,16 +40,20 @@ import yaml
 __all__ = [
     "PROFILES",
     "PROFILE_CHOICES",
+    "PROFILE_KEYS",
     "DataConfig",
     "ModelConfig",
     "Profile",
     "RunConfig",
     "TrainConfig",
     "apply_overrides",
+    "apply_profile",
     "config_from_dict",
     "config_to_dict",
     "data_dir",
     "load_config",
+    "load_run_config",
+    "profile_sizes",
     "resolve_profile",
     "save_config",
 ]
@@ -207,19 +216,25 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4  # not applied to norms and biases
     schedule: Literal["constant", "onecycle", "cosine"] = "onecycle"
-    warmup_epochs: float = 1.0  # linear warm-up, for the cosine schedule
-    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0  # linear warm-up, for the cosine schedule (at most half the run)
+    onecycle_peak: float = 0.25  # share of the steps spent rising to the peak lr (one-cycle)
+    label_smoothing: float = 0.0  # share of each target spread over the other classes
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
     ema_decay: float | None = None  # exponential moving average of weights; None = off
+    monitor: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"  # for best.pt
+    monitor_mode: Literal["auto", "max", "min"] = "auto"  # auto: max for *_acc, min for *_loss
     early_stopping_patience: int | None = None  # epochs without improvement; None = off
+    early_stopping_min_delta: float = 0.0  # smallest change of the monitor that counts
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
     checkpoint_dir: str | None = None  # None = data_dir()/checkpoints/<run name>
     run_name: str = "run"
-    tensorboard: bool = False
+    tensorboard: bool = False  # TensorBoard logs under <checkpoint dir>/tensorboard
+    progress: bool = True  # a tqdm progress bar per epoch (one summary line is always printed)
     seed: int = 0
+    deterministic: bool = False  # deterministic kernels: slower, repeatable bit for bit
 
 
 @dataclass(frozen=True)
@@ -323,6 +338,121 @@ def load_config(
         loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         values = loaded if loaded is not None else {}
     return apply_overrides(config_from_dict(cls, values), overrides)
+
+
+# ----------------------------------------------------------------------------------------------
+# Applying a run profile's sizes
+# ----------------------------------------------------------------------------------------------
+
+# The config keys a run profile sets: sizes only, never which code runs.
+PROFILE_KEYS: tuple[str, ...] = (
+    "data.train_images",
+    "data.eval_images",
+    "train.epochs",
+    "train.max_steps_per_epoch",
+)
+
+
+def profile_sizes(profile: Profile) -> dict[str, Any]:
+    """The values ``profile`` gives the keys of :data:`PROFILE_KEYS`, by dotted key.
+
+    >>> profile_sizes(PROFILES["smoke"])["train.max_steps_per_epoch"]
+    2
+    """
+    return {
+        "data.train_images": profile.train_images,
+        "data.eval_images": profile.eval_images,
+        "train.epochs": profile.epochs,
+        "train.max_steps_per_epoch": profile.max_steps_per_epoch,
+    }
+
+
+def apply_profile(
+    cfg: RunConfig,
+    profile: str | Profile | None = None,
+    *,
+    keep: Iterable[str] = (),
+    cuda_available: bool | None = None,
+) -> RunConfig:
+    """Set the sizes of a run profile on ``cfg``, except those the user chose.
+
+    The profile's ``train_images``, ``eval_images``, ``epochs`` and ``max_steps_per_epoch``
+    replace the config's values for every key of :data:`PROFILE_KEYS` that is not in
+    ``keep``; ``cfg.profile`` becomes the resolved name (``auto`` is decided here), so a
+    checkpoint records which profile ran.
+
+    Args:
+        cfg: the run config.
+        profile: a profile name or :class:`Profile`; ``cfg.profile`` when ``None``.
+        keep: dotted keys (``"train.epochs"``) whose values in ``cfg`` stay as they are.
+        cuda_available: passed on to :func:`resolve_profile` for ``auto``.
+
+    Returns:
+        A new config.
+
+    Raises:
+        ValueError: for an unknown profile name.
+
+    >>> apply_profile(RunConfig(), "smoke", keep=["train.epochs"]).data.train_images
+    512
+    """
+    if not isinstance(profile, Profile):
+        profile = resolve_profile(
+            cfg.profile if profile is None else profile, cuda_available=cuda_available
+        )
+    kept = set(keep)
+    sizes = {k: v for k, v in profile_sizes(profile).items() if k not in kept}
+    tree = config_to_dict(cfg)
+    tree["profile"] = profile.name
+    for key, value in sizes.items():
+        section, leaf = key.split(".")
+        tree[section][leaf] = value
+    return config_from_dict(type(cfg), tree)
+
+
+def load_run_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    cuda_available: bool | None = None,
+) -> RunConfig:
+    """Load a run config and apply its profile's sizes where the user set none.
+
+    The layers, each overriding the one before: the dataclass defaults; the sizes of the
+    profile (``profile`` from the file or the overrides, ``auto`` resolved for this
+    machine); the YAML file; the ``key=value`` overrides. So ``train.epochs`` written in
+    the file or on the command line wins over the profile, and a key left out follows the
+    profile (``profile=smoke`` shrinks any config to a smoke run).
+
+    Args:
+        path: a YAML file mirroring :class:`RunConfig`; ``None`` for the defaults.
+        overrides: strings like ``"train.lr=0.1"``, applied after the file.
+        cuda_available: passed on to :func:`resolve_profile` for ``auto``.
+
+    Returns:
+        The config, with ``profile`` resolved to ``smoke``, ``quick`` or ``full``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: for unknown keys, wrong types, malformed overrides or an unknown profile.
+    """
+    overrides = list(overrides)
+    cfg = load_config(path, overrides)
+    given = {item.partition("=")[0].strip() for item in overrides}
+    if path is not None:
+        given |= _dotted_keys(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    return apply_profile(cfg, keep=given, cuda_available=cuda_available)
+
+
+def _dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every key of a nested mapping as a dotted path (``{"a": {"b": 1}}`` gives ``a.b``)."""
+    keys = set()
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        keys.add(dotted)
+        if isinstance(value, Mapping):
+            keys |= _dotted_keys(value, dotted + ".")
+    return keys
 
 
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:

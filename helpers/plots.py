@@ -39,6 +39,7 @@ __all__ = [
     "plot_class_balance",
     "plot_history",
     "preview_augmentations",
+    "show_feature_maps",
     "show_image_grid",
     "show_images",
 ]
@@ -479,4 +480,45 @@ def plot_bars(
     ax.margins(x=0.15)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def show_feature_maps(
+    maps: Tensor,
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 8,
+    cmap: str = "viridis",
+) -> Figure:
+    """Show 2-D activation maps (what convolution filters respond to), each scaled on its own.
+
+    Args:
+        maps: ``(N, H, W)`` maps, or ``(1, N, H, W)`` (one image's channels).
+        titles: one title per map.
+        ncols: maps per row.
+        cmap: a matplotlib colour map; each map is stretched to its own min..max.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: for another shape, or titles of the wrong length.
+    """
+    maps = maps.detach().float().cpu()
+    if maps.ndim == 4 and maps.shape[0] == 1:
+        maps = maps[0]
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W) or (1, N, H, W), got {tuple(maps.shape)}.")
+    if titles is not None and len(titles) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(titles)} titles.")
+    _check_count("ncols", ncols)
+    ncols = min(ncols, len(maps))
+    nrows = -(-len(maps) // ncols)
+    fig, axes = _subplots(nrows, ncols, (CELL_INCHES * 1.4 * ncols, CELL_INCHES * 1.5 * nrows))
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(maps):
+            ax.imshow(maps[index].numpy(), cmap=cmap)
+            if titles is not None:
+                ax.set_title(titles[index], fontsize=8)
     return fig

@@ -3,6 +3,12 @@
 This is the only module of :mod:`helpers` that inspects the hardware. Everything else takes a
 ``device`` (and a precision) as an argument, so the same code runs on a laptop CPU, an Apple
 GPU (MPS), a CUDA GPU, or several of them under ``torchrun``.
+
+Under ``torchrun`` each process calls :func:`init_distributed` once: it reads the rank and
+world size that ``torchrun`` puts in the environment, joins the process group (NCCL between
+CUDA GPUs, gloo between CPU processes) and says which device this process drives. Outside
+``torchrun`` the same call returns a single-process :class:`DistInfo`, so scripts need no
+branch for the two cases.
 """
 
 from __future__ import annotations
@@ -11,17 +17,24 @@ import os
 import platform
 import random
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 
 import numpy as np
 import torch
 
 __all__ = [
+    "DistInfo",
     "autocast_dtype",
+    "cleanup_distributed",
     "cuda_is_available",
     "describe_runtime",
     "get_device",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
     "is_colab",
+    "is_main_process",
     "measure_matmul_throughput",
     "seed_everything",
     "set_threads",
@@ -266,3 +279,104 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+# ----------------------------------------------------------------------------------------------
+# Several processes: torchrun and torch.distributed
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in a (possibly one-process) distributed run."""
+
+    rank: int  # this process, 0 .. world_size - 1; rank 0 writes files and prints
+    world_size: int  # processes in the run
+    local_rank: int  # this process on its machine; picks the GPU
+    device: torch.device  # the device this process computes on
+
+    @property
+    def is_distributed(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the process that writes checkpoints and prints."""
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable set by ``torchrun``; ``ValueError`` if malformed."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"Environment variable {name}={raw!r} is not an integer.") from err
+
+
+def init_distributed(preferred: str | None = None) -> DistInfo:
+    """Join the process group that ``torchrun`` set up, or describe a single process.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this initialises
+    :mod:`torch.distributed` from the environment, with NCCL when the device is a CUDA GPU
+    (each process takes GPU ``LOCAL_RANK``) and gloo on CPUs. Calling it again returns the
+    same answer without initialising twice.
+
+    Args:
+        preferred: the device kind, as for :func:`get_device` (``None``/``"auto"``,
+            ``"cpu"``, ``"cuda"``, ``"mps"``); under ``torchrun`` a CUDA device becomes
+            ``cuda:LOCAL_RANK``.
+
+    Returns:
+        A :class:`DistInfo` for this process.
+
+    Raises:
+        ValueError: for a bad device string or malformed ``torchrun`` variables; or MPS
+            with several processes (it has no collective backend).
+        RuntimeError: when a requested device is not available here.
+    """
+    import torch.distributed as dist
+
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size <= 1 and not dist.is_initialized():
+        return DistInfo(rank=0, world_size=1, local_rank=0, device=get_device(preferred))
+    local_rank = _env_int("LOCAL_RANK", 0)
+    device = get_device(preferred)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    elif device.type == "mps":
+        raise ValueError("Several processes cannot share MPS; use device 'cpu' under torchrun.")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def get_rank() -> int:
+    """This process's rank in the process group; 0 outside distributed runs."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """How many processes take part; 1 outside distributed runs."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (always true outside distributed runs)."""
+    return get_rank() == 0
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group, if this process joined one; safe to call always."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -143,3 +143,34 @@ def test_data_dir_in_checkout_is_repository_data(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("HELPERS_DATA_DIR")
     repo = os.path.dirname(os.path.dirname(config.__file__))
     assert config.data_dir() == config.Path(repo) / "data"
+
+
+def test_apply_profile_sets_sizes_except_kept_keys() -> None:
+    smoke = config.PROFILES["smoke"]
+    cfg = config.apply_profile(config.RunConfig(), "smoke", keep=["train.epochs"])
+    assert cfg.profile == "smoke"
+    assert (cfg.data.train_images, cfg.data.eval_images) == (smoke.train_images, smoke.eval_images)
+    assert cfg.train.max_steps_per_epoch == smoke.max_steps_per_epoch
+    assert cfg.train.epochs == config.TrainConfig().epochs  # kept
+    assert config.apply_profile(cfg, "full").data.train_images is None
+    auto = config.apply_profile(config.RunConfig(), cuda_available=False)
+    assert auto.profile == "quick" and auto.train.epochs == config.PROFILES["quick"].epochs
+    assert set(config.profile_sizes(smoke)) == set(config.PROFILE_KEYS)
+
+
+def test_load_run_config_layers_defaults_profile_file_and_overrides(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("profile: smoke\ndata:\n  eval_images: 100\ntrain:\n  lr: 0.1\n")
+    cfg = config.load_run_config(path, ["train.epochs=5"])
+    assert cfg.profile == "smoke"
+    assert cfg.data.train_images == config.PROFILES["smoke"].train_images  # from the profile
+    assert cfg.data.eval_images == 100  # the file beats the profile
+    assert cfg.train.epochs == 5  # an override beats the profile
+    assert cfg.train.max_steps_per_epoch == 2 and cfg.train.lr == 0.1
+    quick = config.load_run_config(path, ["profile=quick"])
+    assert quick.profile == "quick" and quick.data.eval_images == 100
+    assert quick.train.epochs == config.PROFILES["quick"].epochs
+    none = config.load_run_config(None, ["profile=full", "train.max_steps_per_epoch=3"])
+    assert none.train.max_steps_per_epoch == 3 and none.data.train_images is None
+    with pytest.raises(ValueError, match="choose one of auto, smoke, quick, full"):
+        config.load_run_config(None, ["profile=tiny"])

@@ -982,3 +982,95 @@ def test_take_keeps_the_chosen_images() -> None:
     assert torch.equal(kept.test_labels, data.test_labels[[1]])
     assert kept.class_names == data.class_names and kept.source == data.source
     assert len(hd.take(data).train_labels) == len(data.train_labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loaders: repeatable epochs and shares per process (what exact resume and DDP rely on)
+# ----------------------------------------------------------------------------------------------
+
+
+def _indices(batches) -> list[int]:
+    """The image indices of an epoch of ``_indexed`` images (labels are the indices)."""
+    return torch.cat([labels.cpu() for _, labels in batches]).tolist()
+
+
+def test_epoch_sampler_repeats_each_epoch_and_pairs_indices_with_seeds() -> None:
+    sampler = hd.EpochSampler(20, seed=3)
+    epochs = [list(sampler) for _ in range(3)]  # each pass is the next epoch
+    assert all(sorted(i for i, _ in epoch) == list(range(20)) for epoch in epochs)
+    assert epochs[0] != epochs[1]
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]  # epoch 1 again, exactly, seeds included
+    assert len({seed for epoch in epochs for _, seed in epoch}) == 60  # one seed per draw
+    assert list(hd.EpochSampler(20, seed=3)) == epochs[0]
+    assert list(hd.EpochSampler(20, seed=4)) != epochs[0]
+    plain = hd.EpochSampler(5, shuffle=False, seeds=False)
+    assert list(plain) == [0, 1, 2, 3, 4] and len(plain) == 5
+
+
+def test_epoch_sampler_shares_are_disjoint_and_even_for_training() -> None:
+    shares = [hd.EpochSampler(23, seed=0, rank=r, world_size=3, seeds=False) for r in range(3)]
+    for _epoch in range(2):  # each pass is the next epoch
+        drawn = [set(s) for s in shares]
+        assert [len(d) for d in drawn] == [7, 7, 7] == [len(s) for s in shares]
+        assert len(set.union(*drawn)) == 21  # disjoint; 23 % 3 = 2 left out this epoch
+    evaluation = [hd.EpochSampler(23, shuffle=False, rank=r, world_size=3) for r in range(3)]
+    assert sorted(i for s in evaluation for i, _ in s) == list(range(23))  # each image once
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[0, 3\)"):
+        hd.EpochSampler(10, rank=3, world_size=3)
+
+
+def test_seeded_transform_repeats_and_leaves_the_global_generator_alone() -> None:
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    transform = build_transforms(True, image_size=8, preset="strong", **STATS)
+    dataset = hd.TensorImageDataset(images, torch.arange(4), transform)
+    state = torch.get_rng_state()
+    first, again = dataset[(2, 12345)][0], dataset[(2, 12345)][0]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first, again) and not torch.equal(first, dataset[(2, 54321)][0])
+
+
+@pytest.mark.parametrize("loader", ["standard", "fast"])
+def test_set_loader_epoch_replays_an_epoch_exactly_with_augmentation(loader) -> None:
+    data = hd.make_synthetic_data(6, 2, image_size=8)
+    cfg = _standard_cfg(loader=loader, augment="strong", val_fraction=0.0)
+    train = hd.make_loaders(data, cfg, device=TORCH_DEVICE, seed=0, **STATS).train
+    epochs = [[(x.clone(), y.clone()) for x, y in train] for _ in range(3)]
+    fresh = hd.make_loaders(data, cfg, device=TORCH_DEVICE, seed=0, **STATS).train
+    hd.set_loader_epoch(fresh, 2)  # a resumed run starts here
+    torch.manual_seed(999)  # the global generator does not matter
+    replay = list(fresh)
+    assert len(replay) == len(epochs[2]) == 3
+    for (a, la), (b, lb) in zip(epochs[2], replay, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(epochs[1][0][0], epochs[2][0][0])
+
+
+def test_standard_augmentation_does_not_depend_on_worker_processes() -> None:
+    data = hd.make_synthetic_data(4, 2, image_size=8)
+    cfg = _standard_cfg(augment="strong", val_fraction=0.0, batch_size=10)
+    batches = []
+    for workers in (0, 2):
+        cfg = dataclasses.replace(cfg, num_workers=workers)
+        train = hd.make_loaders(data, cfg, device="cpu", seed=0, **STATS).train
+        batches.append([x for _ in range(2) for x, _ in train])
+    assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+
+
+@pytest.mark.parametrize("loader", ["standard", "fast"])
+def test_make_loaders_shares_the_data_out_by_rank(loader) -> None:
+    images = torch.arange(50, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 8, 8)
+    data = _image_data(list(range(50)), list(range(9)))  # label i for image i
+    data = dataclasses.replace(data, train_images=images.contiguous(), test_images=images[:9])
+    cfg = _standard_cfg(loader=loader, val_fraction=0.0, batch_size=4)
+    shares = [
+        hd.make_loaders(data, cfg, device=TORCH_DEVICE, rank=r, world_size=2, **STATS)
+        for r in range(2)
+    ]
+    train = [_indices(s.train) for s in shares]
+    assert len(train[0]) == len(train[1]) == 24  # 25 images each, the incomplete batch dropped
+    assert not set(train[0]) & set(train[1])
+    test = [_indices(s.test) for s in shares]
+    assert sorted(test[0] + test[1]) == list(range(9))  # evaluation: every image exactly once
+    with pytest.raises(ValueError, match="rank must be"):
+        hd.make_loaders(data, cfg, device="cpu", rank=2, world_size=2, **STATS)

@@ -266,3 +266,17 @@ def test_plot_bars_labels_each_bar() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["fp32", "bf16"]
     with pytest.raises(ValueError, match="at least one"):
         plots.plot_bars({}, xlabel="x")
+
+
+def test_show_feature_maps_one_axis_per_map() -> None:
+    maps = torch.randn(1, 5, 6, 6)
+    fig = plots.show_feature_maps(maps, titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 6  # 2 rows of 3; the last one is left empty
+    assert [ax.get_title() for ax in fig.axes[:5]] == list("abcde")
+    assert len(fig.axes[5].images) == 0
+    shown = fig.axes[1].images[0].get_array()
+    assert np.allclose(shown, maps[0, 1].numpy())
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        plots.show_feature_maps(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="titles"):
+        plots.show_feature_maps(torch.zeros(2, 4, 4), titles=["x"])

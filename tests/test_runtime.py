@@ -151,3 +151,40 @@ def test_matmul_throughput_is_positive_for_supported_precisions() -> None:
     )
     assert set(results) == {"fp32", "bf16"}  # fp16 is not offered on the CPU
     assert all(value > 0 for value in results.values())
+
+
+def test_init_distributed_outside_torchrun_is_one_process(monkeypatch) -> None:
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    info = runtime.init_distributed("cpu")
+    assert info == runtime.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    assert info.is_main and not info.is_distributed
+    assert runtime.get_rank() == 0 and runtime.get_world_size() == 1
+    assert runtime.is_main_process()
+    runtime.cleanup_distributed()  # nothing to leave: no error
+
+
+def test_init_distributed_rejects_malformed_torchrun_variables(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two' is not an integer"):
+        runtime.init_distributed("cpu")
+
+
+def test_init_distributed_picks_gloo_on_the_cpu_under_torchrun(monkeypatch) -> None:
+    """What torchrun sets up: the rank and world size in the environment."""
+    import torch.distributed as dist
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    backends: list[str] = []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: backends.append(backend))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(backends))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    info = runtime.init_distributed("cpu")
+    assert backends == ["gloo"]
+    assert (info.rank, info.world_size, info.local_rank) == (1, 2, 1) and not info.is_main
+    assert runtime.init_distributed("cpu") == info and backends == ["gloo"]  # joins once
+    monkeypatch.setattr(runtime, "get_device", lambda preferred: torch.device("mps"))
+    with pytest.raises(ValueError, match="cannot share MPS"):
+        runtime.init_distributed("mps")

@@ -15,7 +15,9 @@ This is the first stage of the pipeline, read top to bottom in the order the dat
 4. **Loaders.** The standard path (a ``Dataset`` with per-image ``transforms.v2`` and a
    ``DataLoader``) and the fast path (:class:`DeviceLoader`: the whole uint8 set as one tensor
    on the device, whole batches augmented at once). :func:`make_loaders` builds either from a
-   :class:`helpers.config.DataConfig`.
+   :class:`helpers.config.DataConfig`. Both repeat exactly per epoch (``set_loader_epoch``),
+   which is what lets training resume exactly, and both share the data out between
+   processes under ``torchrun``.
 
 Example:
     >>> data = load_dataset("cifar10")  # doctest: +SKIP
@@ -36,12 +38,15 @@ from ._etl import load_dataset, make_synthetic_data
 from ._files import compare_image_formats, write_image_folder
 from ._loaders import (
     DeviceLoader,
+    EpochSampler,
     Loaders,
     TensorImageDataset,
+    WeightedEpochSampler,
     build_dataloader,
     compare_loaders,
     make_loaders,
     measure_throughput,
+    set_loader_epoch,
 )
 from ._sources import describe_source
 from ._splits import (
@@ -65,10 +70,12 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "CorruptImageWarning",
     "DeviceLoader",
+    "EpochSampler",
     "ImageData",
     "Loaders",
     "SyntheticDataWarning",
     "TensorImageDataset",
+    "WeightedEpochSampler",
     "build_dataloader",
     "channel_stats",
     "class_counts",
@@ -83,6 +90,7 @@ __all__ = [
     "make_synthetic_data",
     "measure_throughput",
     "sample_weights",
+    "set_loader_epoch",
     "stratified_kfold",
     "stratified_split",
     "stratified_subset",

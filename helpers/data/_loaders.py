@@ -1,5 +1,12 @@
 """Loaders: the standard ``DataLoader`` path, the fast :class:`DeviceLoader` path, and
-:func:`make_loaders`, which builds either from :class:`ImageData` and a ``DataConfig``."""
+:func:`make_loaders`, which builds either from :class:`ImageData` and a ``DataConfig``.
+
+Both paths are repeatable per epoch: what epoch ``e`` delivers (the order, and every random
+augmentation) depends only on ``(seed, e)``, never on what ran before. That is what lets a
+training run stopped after epoch ``e`` resume and continue exactly as if it had never stopped
+(``set_loader_epoch``). Both also shard by process under ``torchrun``: each of the
+``world_size`` processes gets its own, disjoint part of every epoch.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from helpers.config import DataConfig
-from helpers.runtime import synchronize
+from helpers.runtime import get_rank, get_world_size, synchronize
 
 from ._checks import _check_fraction, _check_positive_int
 from ._constants import ImageData
@@ -48,6 +56,11 @@ class TensorImageDataset(Dataset):
     It holds only tensors and the transform (no lambdas), so it pickles to DataLoader worker
     processes on every platform, including Windows and macOS.
 
+    An index may also be an ``(index, seed)`` pair, as :class:`EpochSampler` yields them:
+    the transform then draws its random numbers from a generator seeded with ``seed``, so an
+    image's augmentation depends only on that seed, whichever process or worker makes it
+    (the global random state is left as it was).
+
     Args:
         images: ``(N, C, H, W)`` uint8 images.
         labels: ``(N,)`` class indices.
@@ -75,11 +88,204 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        seed = None
+        if isinstance(index, tuple):
+            index, seed = index
         image = self.images[index]  # (C, H, W) uint8
         if self.transform is not None:
-            image = self.transform(image)
+            image = _seeded_call(self.transform, image, seed)
         return image, int(self.labels[index])
+
+
+def _seeded_call(
+    transform: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, seed: int | None
+) -> torch.Tensor:
+    """``transform(image)``, drawing from the global generator reseeded with ``seed``, then
+    restored (``get_state``/``set_state`` on the generator costs microseconds)."""
+    if seed is None:
+        return transform(image)
+    generator = torch.default_generator
+    saved = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        return transform(image)
+    finally:
+        generator.set_state(saved)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loaders (a'): an order that repeats per epoch and is shared out between processes
+# ----------------------------------------------------------------------------------------------
+
+
+def _mix_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed from several integers (``seed, epoch, stream, ...``)."""
+    state = np.random.SeedSequence([int(v) % 2**63 for v in values]).generate_state(1, np.uint64)
+    return int(state[0]) % 2**63
+
+
+def _epoch_order(
+    count: int, *, shuffle: bool, weights: torch.Tensor | None, generator: torch.Generator
+) -> torch.Tensor:
+    """The indices of one epoch: ``count`` weighted draws, a permutation, or in order."""
+    if weights is not None:
+        return torch.multinomial(weights, count, True, generator=generator)
+    if shuffle:
+        return torch.randperm(count, generator=generator)
+    return torch.arange(count)
+
+
+def _shard(order: torch.Tensor, rank: int, world_size: int, *, even: bool) -> torch.Tensor:
+    """This process's share of an epoch's order: every ``world_size``-th entry from ``rank``.
+
+    ``even`` first drops the last ``len(order) % world_size`` entries, so that every process
+    takes the same number of steps (a collective training step would wait forever for a
+    process that has finished); otherwise every entry is kept once (evaluation).
+    """
+    if world_size == 1:
+        return order
+    if even:
+        order = order[: len(order) - len(order) % world_size]
+    return order[rank::world_size]
+
+
+def _share_size(count: int, rank: int, world_size: int, *, even: bool) -> int:
+    """How many of an epoch's ``count`` indices :func:`_shard` gives to ``rank``."""
+    kept = count - count % world_size if even else count
+    return len(range(rank, kept, world_size))
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    """``ValueError`` unless ``0 <= rank < world_size``."""
+    _check_positive_int("world_size", world_size)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}.")
+
+
+class EpochSampler(Sampler):
+    """Indices for one process, repeatable per epoch, each paired with an augmentation seed.
+
+    Epoch ``e``'s order is drawn from a generator seeded with ``(seed, e)`` (a permutation,
+    weighted draws with replacement, or in order), then shared out between processes: rank
+    ``r`` of ``world_size`` takes every ``world_size``-th index from ``r``. A shuffled or
+    weighted (training) order first drops the last ``N % world_size`` indices of the epoch,
+    so every process gets the same number; an in-order (evaluation) one keeps every index.
+    With ``seeds=True`` each index comes as ``(index, seed)``, which
+    :class:`TensorImageDataset` uses to seed that image's augmentation, so augmentations
+    too depend only on ``(seed, epoch)``, with or without worker processes.
+
+    Each pass over the sampler advances the epoch by one; :meth:`set_epoch` says which
+    epoch the next pass is (what a resumed run calls).
+
+    Args:
+        size: the number of images in the data set.
+        shuffle: a new random order every epoch; ``False`` keeps the data set's order.
+        seed: seeds every epoch's order and augmentation seeds.
+        rank: this process, ``0 <= rank < world_size``.
+        world_size: how many processes share each epoch.
+        weights: per-image sampling weights: draw ``size`` images with replacement.
+        seeds: yield ``(index, seed)`` pairs instead of plain indices.
+
+    Raises:
+        ValueError: for a bad size, rank or weights.
+
+    >>> sampler = EpochSampler(6, seed=0, rank=1, world_size=2, seeds=False)
+    >>> len(sampler), len(list(sampler))
+    (3, 3)
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        weights: torch.Tensor | None = None,
+        seeds: bool = True,
+    ) -> None:
+        _check_positive_int("size", size)
+        _check_rank(rank, world_size)
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size, self.seeds = rank, world_size, seeds
+        self.weights = _check_weights(weights, size)
+        self.epoch = 0  # the epoch of the next pass
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass deliver epoch ``epoch`` (counted from 0)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        even = self.shuffle or self.weights is not None
+        return _share_size(self.size, self.rank, self.world_size, even=even)
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch, 0))
+        order = _epoch_order(
+            self.size, shuffle=self.shuffle, weights=self.weights, generator=generator
+        ).tolist()
+        even = self.shuffle or self.weights is not None
+        positions = _shard(torch.arange(len(order)), self.rank, self.world_size, even=even)
+        base = _mix_seed(self.seed, epoch, 1)  # augmentation seeds: base + position in epoch
+        for position in positions.tolist():
+            index = order[position]
+            yield (index, (base + position) % 2**63) if self.seeds else index
+
+
+class WeightedEpochSampler(EpochSampler, WeightedRandomSampler):
+    """An :class:`EpochSampler` drawing with replacement by weight (class balancing).
+
+    It is also a :class:`~torch.utils.data.WeightedRandomSampler` (same ``weights``,
+    ``num_samples`` and ``replacement``), whose draws repeat per epoch and are shared out
+    between processes.
+
+    Args:
+        weights: per-image sampling weights, e.g. from :func:`sample_weights`.
+        seed: seeds every epoch's draws.
+        rank: this process.
+        world_size: how many processes share each epoch.
+        seeds: yield ``(index, seed)`` pairs for seeded augmentation.
+    """
+
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        seeds: bool = True,
+    ) -> None:
+        EpochSampler.__init__(
+            self,
+            len(weights),
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            weights=weights,
+            seeds=seeds,
+        )
+        self.num_samples, self.replacement, self.generator = len(weights), True, None
+
+
+def set_loader_epoch(loader: Any, epoch: int) -> None:
+    """Say which epoch the next pass over ``loader`` is, so that it repeats exactly.
+
+    Calls ``loader.set_epoch`` (a :class:`DeviceLoader`) or ``loader.sampler.set_epoch``
+    (a ``DataLoader`` over an :class:`EpochSampler` or a ``DistributedSampler``); other
+    loaders are left as they are.
+
+    Args:
+        loader: a loader of any kind.
+        epoch: the epoch, counted from 0.
+    """
+    for owner in (loader, getattr(loader, "sampler", None)):
+        if callable(getattr(owner, "set_epoch", None)):
+            owner.set_epoch(epoch)
+            return
 
 
 def build_dataloader(
@@ -154,6 +360,11 @@ class DeviceLoader:
     converted to float32 and normalised on the device, then augmented as a whole with a
     :class:`helpers.transforms.BatchAugment` (cutout therefore fills the mean colour).
 
+    Epoch ``e`` (order and augmentation) depends only on ``(seed, e)``; each pass advances
+    the epoch by one and :meth:`set_epoch` chooses the next. With ``world_size`` > 1 each
+    process keeps its share of every epoch, as :class:`EpochSampler` does: equal shares of
+    a shuffled or weighted order, every image once when in order.
+
     Args:
         images: ``(N, C, H, W)`` uint8 images.
         labels: ``(N,)`` class indices.
@@ -169,9 +380,12 @@ class DeviceLoader:
         channels_last: return batches in the channels-last memory format.
         sample_weights: draw each epoch's ``N`` images with replacement, with these
             per-image weights (e.g. :func:`sample_weights`) instead of shuffling.
+        rank: this process, ``0 <= rank < world_size``.
+        world_size: how many processes share each epoch.
 
     Raises:
-        ValueError: for bad shapes, a batch size below 1, or mean/std of the wrong length.
+        ValueError: for bad shapes, a batch size below 1, mean/std of the wrong length, or
+            a bad rank.
     """
 
     def __init__(
@@ -189,41 +403,49 @@ class DeviceLoader:
         seed: int = 0,
         channels_last: bool = False,
         sample_weights: torch.Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         labels = _check_images_labels(images, labels)
         _check_positive_int("batch_size", batch_size)
+        _check_rank(rank, world_size)
         self.device = torch.device(device)
         self.images = images.to(self.device)  # (N, C, H, W) uint8, uploaded once
         self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment, self.channels_last = augment, channels_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0  # the epoch of the next pass
         self._scale, self._shift = _normaliser(mean, std, images.shape[1], self.device)
         self._weights = _check_weights(sample_weights, len(labels))
-        self._order_generator = torch.Generator().manual_seed(seed)
-        self._augment_generator = _device_generator(self.device, seed + 1)
+        self._augment_generator = _device_generator(self.device, seed)
 
     @property
     def dataset(self) -> TensorImageDataset:
         """The images and labels (on the device), so ``len(loader.dataset)`` works."""
         return TensorImageDataset(self.images, self.labels)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass deliver epoch ``epoch`` (counted from 0)."""
+        self.epoch = int(epoch)
+
     def __len__(self) -> int:
-        count = len(self.labels)
+        even = self.shuffle or self._weights is not None
+        count = _share_size(len(self.labels), self.rank, self.world_size, even=even)
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._epoch_order().to(self.device)
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch, 0))
+        order = _epoch_order(
+            len(self.labels), shuffle=self.shuffle, weights=self._weights, generator=generator
+        )
+        even = self.shuffle or self._weights is not None
+        order = _shard(order, self.rank, self.world_size, even=even).to(self.device)
+        if self._augment_generator is not None:  # this process's own augmentation stream
+            self._augment_generator.manual_seed(_mix_seed(self.seed, epoch, 1, self.rank))
         for step in range(len(self)):
             yield self._make_batch(order[step * self.batch_size : (step + 1) * self.batch_size])
-
-    def _epoch_order(self) -> torch.Tensor:
-        """The indices of one epoch: weighted draws, a permutation, or in order."""
-        count = len(self.labels)
-        if self._weights is not None:
-            return torch.multinomial(self._weights, count, True, generator=self._order_generator)
-        if self.shuffle:
-            return torch.randperm(count, generator=self._order_generator)
-        return torch.arange(count)
 
     def _make_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather, convert, normalise and augment one batch."""
@@ -288,6 +510,13 @@ def _split_indices(
     return train, val, test
 
 
+class _Shards(NamedTuple):
+    """Which share of the data this process loads."""
+
+    rank: int
+    world_size: int
+
+
 def _standard_loaders(
     parts: list[tuple[torch.Tensor, torch.Tensor]],
     cfg: DataConfig,
@@ -295,32 +524,44 @@ def _standard_loaders(
     seed: int,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     num_classes: int,
+    shards: _Shards,
 ) -> list[DataLoader]:
-    """Train, val and test DataLoaders with per-image v2 transforms."""
+    """Train, val and test DataLoaders with per-image v2 transforms, repeatable per epoch."""
     from helpers.transforms import build_transform_pair
 
     train_tf, eval_tf = build_transform_pair(
         preset=cfg.augment, image_size=cfg.image_size, mean=stats[0], std=stats[1]
     )
     (train_images, train_labels), *evals = parts
-    sampler = None
     if cfg.balance == "sampler":
         weights = sample_weights(train_labels, num_classes)
-        generator = torch.Generator().manual_seed(seed)
-        sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+        sampler: EpochSampler = WeightedEpochSampler(weights, seed=seed, **shards._asdict())
+    else:
+        sampler = EpochSampler(len(train_labels), seed=seed, **shards._asdict())
     options = {"batch_size": cfg.batch_size, "device": device, "num_workers": cfg.num_workers}
     train = build_dataloader(
         TensorImageDataset(train_images, train_labels, train_tf),
-        shuffle=True,
         sampler=sampler,
         seed=seed,
-        drop_last=len(train_labels) > cfg.batch_size,
+        drop_last=len(sampler) > cfg.batch_size,
         **options,
     )
-    return [train] + [
-        build_dataloader(TensorImageDataset(images, labels, eval_tf), **options)
+    evaluation = [
+        build_dataloader(
+            TensorImageDataset(images, labels, eval_tf),
+            sampler=_eval_sampler(len(labels), shards),
+            **options,
+        )
         for images, labels in evals
     ]
+    return [train, *evaluation]
+
+
+def _eval_sampler(size: int, shards: _Shards) -> EpochSampler | None:
+    """In-order shares of an evaluation split; ``None`` (plain order) for one process."""
+    if shards.world_size == 1:
+        return None
+    return EpochSampler(size, shuffle=False, seeds=False, **shards._asdict())
 
 
 def _fast_loaders(
@@ -330,6 +571,7 @@ def _fast_loaders(
     seed: int,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     num_classes: int,
+    shards: _Shards,
 ) -> list[DeviceLoader]:
     """Train, val and test DeviceLoaders; the training one augments whole batches."""
     from helpers.transforms import batch_augment_from_preset
@@ -337,11 +579,12 @@ def _fast_loaders(
     (train_images, train_labels), *evals = parts
     weights = sample_weights(train_labels, num_classes) if cfg.balance == "sampler" else None
     options = {"batch_size": cfg.batch_size, "device": device, "mean": stats[0], "std": stats[1]}
+    options.update(shards._asdict())
     train = DeviceLoader(
         train_images,
         train_labels,
         shuffle=True,
-        drop_last=len(train_labels) > cfg.batch_size,
+        drop_last=_share_size(len(train_labels), *shards, even=True) > cfg.batch_size,
         augment=batch_augment_from_preset(cfg.augment, cfg.image_size),
         seed=seed,
         sample_weights=weights,
@@ -358,6 +601,8 @@ def make_loaders(
     seed: int = 0,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> Loaders:
     """Build the train, validation and test loaders of a run from decoded data.
 
@@ -369,7 +614,9 @@ def make_loaders(
     ``cfg.loader`` chooses the standard ``DataLoader`` path (with ``cfg.num_workers``
     worker processes) or the fast :class:`DeviceLoader` path (no workers; its ``"strong"``
     preset is crop, flip and cutout, see
-    :func:`helpers.transforms.batch_augment_from_preset`).
+    :func:`helpers.transforms.batch_augment_from_preset`). Every loader repeats exactly per
+    epoch (see :func:`set_loader_epoch`). Under ``torchrun`` each process loads its own
+    share: the training split in equal, disjoint parts, the others each image once.
 
     Args:
         data: from :func:`load_dataset`.
@@ -378,6 +625,9 @@ def make_loaders(
         seed: seeds the splits, subsets, order and augmentation.
         mean: per-channel mean; computed from the training images used when ``None``.
         std: per-channel std; computed with the mean when ``None``.
+        rank: this process; from :func:`helpers.runtime.get_rank` when ``None``.
+        world_size: processes sharing the data; from
+            :func:`helpers.runtime.get_world_size` when ``None``.
 
     Returns:
         :class:`Loaders` with ``train``, ``val`` (``None`` without a validation split),
@@ -385,9 +635,15 @@ def make_loaders(
 
     Raises:
         ValueError: when the data's image size differs from ``cfg.image_size``, for an
-            unknown ``cfg.loader`` or ``cfg.balance``, or for only one of mean and std.
+            unknown ``cfg.loader`` or ``cfg.balance``, for only one of mean and std, or for
+            a bad rank.
     """
     _check_data_config(data, cfg)
+    shards = _Shards(
+        get_rank() if rank is None else rank,
+        get_world_size() if world_size is None else world_size,
+    )
+    _check_rank(*shards)
     if (mean is None) != (std is None):
         raise ValueError("Give both mean and std, or neither (to compute them from the data).")
     device = torch.device(device)
@@ -400,7 +656,7 @@ def make_loaders(
         parts.append((data.train_images[val], data.train_labels[val]))
     parts.append((data.test_images[test], data.test_labels[test]))
     build = _standard_loaders if cfg.loader == "standard" else _fast_loaders
-    loaders: list[Any] = build(parts, cfg, device, seed, stats, data.num_classes)
+    loaders: list[Any] = build(parts, cfg, device, seed, stats, data.num_classes, shards)
     val_loader = loaders[1] if len(val) else None
     return Loaders(loaders[0], val_loader, loaders[-1], *stats)
 
