@@ -54,6 +54,7 @@ __all__ = [
     "load_config",
     "load_run_config",
     "profile_sizes",
+    "replace_values",
     "resolve_profile",
     "save_config",
 ]
@@ -283,6 +284,36 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def replace_values(cfg: T, values: Mapping[str, Any]) -> T:
+    """Return a copy of ``cfg`` with dotted keys set to new values, checked like a YAML file.
+
+    Args:
+        cfg: a config dataclass (for example :class:`RunConfig`).
+        values: dotted keys (``"train.lr"``) and their new values.
+
+    Raises:
+        ValueError: for an unknown key (naming the valid ones), a key that runs through a
+            value instead of a section, or a value of the wrong type.
+
+    >>> replace_values(RunConfig(), {"train.lr": 0.1, "data.augment": "none"}).train.lr
+    0.1
+    """
+    tree = config_to_dict(cfg)
+    for key, value in values.items():
+        *parents, leaf = key.strip().split(".")
+        node = tree
+        for depth, part in enumerate(parents):
+            child = node.get(part)
+            if not isinstance(child, dict):
+                dotted = ".".join(parents[: depth + 1])
+                raise ValueError(f"{key!r}: {dotted!r} is not a config section.")
+            node = child
+        if not leaf or (leaf not in node and not _is_free_mapping(cfg, parents)):
+            raise ValueError(f"unknown key {key.strip()!r}; valid keys here: {', '.join(node)}.")
+        node[leaf] = value
+    return config_from_dict(type(cfg), tree)
+
+
 def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
     """Return a copy of ``cfg`` with ``section.key=value`` overrides applied.
 
@@ -292,26 +323,16 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
     >>> apply_overrides(RunConfig(), ["train.epochs=3"]).train.epochs
     3
     """
-    tree = config_to_dict(cfg)
+    values = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"Override {item!r} is not of the form key=value (e.g. train.lr=0.1).")
-        *parents, leaf = key.strip().split(".")
-        node = tree
-        for depth, part in enumerate(parents):
-            child = node.get(part)
-            if not isinstance(child, dict):
-                dotted = ".".join(parents[: depth + 1])
-                raise ValueError(f"Override {item!r}: {dotted!r} is not a config section.")
-            node = child
-        if leaf not in node and not _is_free_mapping(cfg, parents):
-            raise ValueError(
-                f"Override {item!r}: unknown key {key.strip()!r}; valid keys here: "
-                f"{', '.join(node)}."
-            )
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
-    return config_from_dict(type(cfg), tree)
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        return replace_values(cfg, values)
+    except ValueError as err:
+        raise ValueError(f"Override: {err}") from err
 
 
 def load_config(

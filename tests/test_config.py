@@ -174,3 +174,15 @@ def test_load_run_config_layers_defaults_profile_file_and_overrides(tmp_path) ->
     assert none.train.max_steps_per_epoch == 3 and none.data.train_images is None
     with pytest.raises(ValueError, match="choose one of auto, smoke, quick, full"):
         config.load_run_config(None, ["profile=tiny"])
+
+
+def test_replace_values_sets_dotted_keys_with_type_checks() -> None:
+    cfg = config.replace_values(
+        config.RunConfig(), {"train.lr": 1, "data.augment": "none", "model.kwargs.depth": 3}
+    )
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.data.augment == "none" and cfg.model.kwargs == {"depth": 3}
+    with pytest.raises(ValueError, match=r"unknown key 'train\.lrr'"):
+        config.replace_values(config.RunConfig(), {"train.lrr": 0.1})
+    with pytest.raises(ValueError, match="choose one of"):
+        config.replace_values(config.RunConfig(), {"data.loader": "turbo"})

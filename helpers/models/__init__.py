@@ -34,7 +34,7 @@ Example:
 
 from ._cnn import ConvBNReLU, ResidualBlock, ResNet9, SimpleCNN, resnet9, resnet9_narrow, simple_cnn
 from ._receptive import receptive_field
-from ._registry import create_model, list_models, register_model
+from ._registry import create_model, create_model_from_config, list_models, register_model
 from ._summary import count_parameters, summary
 from ._vit import (
     MLP,
@@ -59,6 +59,7 @@ __all__ = [
     "VisionTransformer",
     "count_parameters",
     "create_model",
+    "create_model_from_config",
     "list_models",
     "receptive_field",
     "register_model",

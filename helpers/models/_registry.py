@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from helpers.config import ModelConfig
+
 EntryPoint = TypeVar("EntryPoint", bound=Callable[..., nn.Module])
 
 # Names a user may give that timm resolves itself (a model on the Hugging Face hub, a folder).
@@ -203,3 +205,12 @@ def _unknown_model_message(name: str, timm_names: list[str]) -> str:
         f"Unknown model {name!r}.{hint} This package's models are {', '.join(list_models())}; "
         "timm.list_models('*pattern*') lists timm's."
     )
+
+
+def create_model_from_config(cfg: ModelConfig) -> nn.Module:
+    """Build the model a run config's ``model`` section names (see :func:`create_model`).
+
+    >>> create_model_from_config(ModelConfig(name="simple_cnn", num_classes=3)).num_classes
+    3
+    """
+    return create_model(cfg.name, cfg.num_classes, pretrained=cfg.pretrained, **cfg.kwargs)

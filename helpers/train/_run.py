@@ -12,23 +12,12 @@ from torch import nn
 
 from helpers.config import RunConfig, config_to_dict
 from helpers.data import ImageData, load_dataset, make_loaders
+from helpers.models import create_model_from_config
 from helpers.runtime import autocast_dtype, get_rank, seed_everything
 
 from ._checkpoint import load_weights
 from ._fit import FitResult, _resolve_device, fit
 from ._loop import evaluate_epoch
-
-
-def _create_model(cfg: RunConfig) -> nn.Module:
-    """The network named by ``cfg.model``, from :func:`helpers.models.create_model`."""
-    from helpers.models import create_model
-
-    return create_model(
-        cfg.model.name,
-        cfg.model.num_classes,
-        pretrained=cfg.model.pretrained,
-        **cfg.model.kwargs,
-    )
 
 
 def _load_data(cfg: RunConfig) -> ImageData:
@@ -104,7 +93,7 @@ def run_training(
     device = _resolve_device(device)
     loaders = make_loaders(data, cfg.data, device=device, seed=cfg.train.seed)
     seed_everything(cfg.train.seed)  # the same initial weights on every process and run
-    model = _create_model(cfg)
+    model = create_model_from_config(cfg.model)
     result = fit(model, loaders, cfg, device=device, class_names=data.class_names, resume=resume)
     test = _test(result, loaders.test, cfg, device)
     path = result.checkpoint_dir / "history.json"
