@@ -41,7 +41,7 @@ from ._optim import (
     build_scheduler,
     param_groups,
 )
-from ._run import run_training
+from ._run import evaluate_best, run_training
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -58,6 +58,7 @@ __all__ = [
     "build_scheduler",
     "capture_rng_states",
     "count_correct",
+    "evaluate_best",
     "evaluate_epoch",
     "fit",
     "load_checkpoint",

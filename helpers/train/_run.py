@@ -34,14 +34,27 @@ def _load_data(cfg: RunConfig) -> ImageData:
     return data
 
 
-def _test(result: FitResult, test_loader: Any, cfg: RunConfig, device: torch.device) -> dict:
-    """Loss and accuracy on the test split, with the best checkpoint's weights."""
+def evaluate_best(
+    result: FitResult, loader: Any, cfg: RunConfig, device: torch.device | str
+) -> dict[str, float]:
+    """Loss and accuracy on ``loader`` (the test split) with the best checkpoint's weights.
+
+    Args:
+        result: what :func:`fit` returned; its model gets the weights of ``best.pt``.
+        loader: batches to evaluate, usually ``loaders.test``.
+        cfg: the run's config (for its precision and memory layout).
+        device: where to evaluate.
+
+    Returns:
+        ``loss``, ``acc`` (a share in [0, 1]) and ``images`` evaluated.
+    """
+    device = torch.device(device)
     model = result.model
     if result.best_checkpoint is not None:
         load_weights(model, result.best_checkpoint)
     metrics = evaluate_epoch(
         model,
-        test_loader,
+        loader,
         nn.CrossEntropyLoss(),
         device,
         autocast_dtype=autocast_dtype(device, cfg.train.precision),
@@ -95,7 +108,7 @@ def run_training(
     seed_everything(cfg.train.seed)  # the same initial weights on every process and run
     model = create_model_from_config(cfg.model)
     result = fit(model, loaders, cfg, device=device, class_names=data.class_names, resume=resume)
-    test = _test(result, loaders.test, cfg, device)
+    test = evaluate_best(result, loaders.test, cfg, device)
     path = result.checkpoint_dir / "history.json"
     if get_rank() == 0:
         path = _write_summary(result, test, cfg)
