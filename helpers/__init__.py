@@ -6,6 +6,7 @@ One module per stage of the pipeline, in the order data flows through them::
     data, transforms    sources, ETL cache, splits, loaders; paired and batched augmentation
     models              SimpleCNN, ResNet-9, a Vision Transformer; a registry over timm's
     train, tune         fit with checkpoints, resume, AMP, EMA, DDP; short runs compared
+    evaluate            a model's predictions on a split; per-class metrics
     plots, widgets      every figure; interactive explorers with static fallbacks
 
 Notebooks import the package once and call it qualified, so every call shows its origin::
@@ -29,6 +30,7 @@ _SUBMODULES = (
     "models",
     "train",
     "tune",
+    "evaluate",
     "plots",
     "widgets",
 )

@@ -220,6 +220,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, for the cosine schedule (at most half the run)
     onecycle_peak: float = 0.25  # share of the steps spent rising to the peak lr (one-cycle)
     label_smoothing: float = 0.0  # share of each target spread over the other classes
+    # "balanced": weight the training loss by inverse class frequency (mean weight 1), from
+    # the training loader's labels; the validation loss stays unweighted
+    class_weighting: Literal["none", "balanced"] = "none"
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype
     channels_last: bool = True

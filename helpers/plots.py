@@ -31,13 +31,16 @@ import seaborn as sns
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 from torch import Tensor
 
 __all__ = [
     "compare_augmentations",
     "plot_bars",
     "plot_class_balance",
+    "plot_grouped_bars",
     "plot_history",
+    "plot_search",
     "preview_augmentations",
     "show_feature_maps",
     "show_image_grid",
@@ -521,4 +524,118 @@ def show_feature_maps(
             ax.imshow(maps[index].numpy(), cmap=cmap)
             if titles is not None:
                 ax.set_title(titles[index], fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameter searches and grouped comparisons
+# ---------------------------------------------------------------------------------------------
+
+
+def _ordered_values(values: pd.Series) -> list[Any]:
+    """The distinct values of a column, sorted (numbers by size; mixed types as text)."""
+    unique = list(pd.unique(values))
+    try:
+        return sorted(unique)
+    except TypeError:
+        return sorted(unique, key=str)
+
+
+def plot_search(
+    table: pd.DataFrame,
+    keys: Sequence[str],
+    *,
+    metric: str = "best val_acc",
+    title: str | None = None,
+) -> Figure:
+    """One panel per searched key: every trial's metric against that key's value.
+
+    Such "slice" plots show which hyperparameters matter: a key whose values all reach the
+    same accuracy hardly matters (at this budget), one with a clear trend does. The best
+    trial is drawn as a red star in every panel.
+
+    Args:
+        table: one row per trial with a column per key and one for ``metric``, as
+            :func:`helpers.tune.random_search` returns it.
+        keys: the columns that were searched (``"train.lr"``, ...), one panel each.
+        metric: the column to plot; accuracies (shares in [0, 1]) are shown in percent when
+            the name ends in ``acc``.
+        title: a title over the panels.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: for an empty table, no keys, or a key or metric that is not a column.
+    """
+    missing = [name for name in (*keys, metric) if name not in table.columns]
+    if table.empty or not keys or missing:
+        raise ValueError(
+            f"plot_search needs trials, at least one key, and columns {missing} "
+            f"(the table has {list(table.columns)})."
+        )
+    scores = table[metric].astype(float)
+    best = scores.idxmax()
+    fig, axes = _subplots(1, len(keys), (3.2 * len(keys), 3.2))
+    for ax, key in zip(axes[0], keys, strict=True):
+        order = _ordered_values(table[key])
+        position = {value: index for index, value in enumerate(order)}
+        x = [position[value] for value in table[key]]
+        ax.scatter(x, scores, alpha=0.7)
+        ax.scatter([position[table.at[best, key]]], [scores[best]], marker="*", s=200, c="red")
+        ax.set_xticks(range(len(order)), [str(value) for value in order])
+        ax.set(title=key.split(".")[-1], xlabel=key, xlim=(-0.5, len(order) - 0.5))
+        ax.grid(alpha=0.3)
+        if metric.endswith("acc"):
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0, 0].set_ylabel(metric)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_grouped_bars(
+    table: pd.DataFrame | Mapping[str, Mapping[str, float]],
+    *,
+    ylabel: str,
+    title: str | None = None,
+    percent: bool = False,
+) -> Figure:
+    """Grouped vertical bars: one group per row of ``table``, one colour per column.
+
+    Args:
+        table: numbers with groups as rows (e.g. classes) and series as columns (e.g.
+            methods), or a mapping of series name to ``{group: value}``.
+        ylabel: what the values measure, with its unit.
+        title: a title over the chart.
+        percent: show shares in [0, 1] as percentages on the axis.
+
+    Returns:
+        The figure; its legend names the columns.
+
+    Raises:
+        ValueError: for an empty table or one with values that are not numbers.
+
+    >>> fig = plot_grouped_bars({"a": {"cat": 0.5, "dog": 1.0}}, ylabel="recall")
+    >>> [float(bar.get_height()) for bar in fig.axes[0].patches]
+    [0.5, 1.0]
+    """
+    frame = pd.DataFrame(table)
+    if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        raise ValueError("plot_grouped_bars needs a non-empty table of numbers.")
+    groups, series = len(frame.index), len(frame.columns)
+    width = 0.8 / series  # the bars of a group share 80% of the space between groups
+    fig, axes = _subplots(1, 1, (max(6.0, 0.35 * groups * series + 1.5), 3.6))
+    ax = axes[0, 0]
+    for column, name in enumerate(frame.columns):
+        offsets = np.arange(groups) + (column - (series - 1) / 2) * width
+        ax.bar(offsets, frame[name].to_numpy(dtype=float), width, label=str(name))
+    ax.set_xticks(range(groups), [str(group) for group in frame.index], rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if title:
+        ax.set_title(title)
     return fig

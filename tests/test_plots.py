@@ -280,3 +280,58 @@ def test_show_feature_maps_one_axis_per_map() -> None:
         plots.show_feature_maps(torch.zeros(2, 3, 4, 4))
     with pytest.raises(ValueError, match="titles"):
         plots.show_feature_maps(torch.zeros(2, 4, 4), titles=["x"])
+
+
+# --- plot_search and plot_grouped_bars ---------------------------------------------------------
+
+
+def _search_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "train.lr": [0.1, 0.01, 0.1, 0.05],
+            "data.augment": ["strong", "none", "none", "strong"],
+            "best val_acc": [0.6, 0.4, 0.7, 0.5],
+        },
+        index=["a", "b", "c", "d"],
+    )
+
+
+def test_plot_search_draws_one_panel_per_key_with_every_trial_and_the_best_starred() -> None:
+    fig = plots.plot_search(_search_table(), ["train.lr", "data.augment"], title="search")
+    lr_ax, augment_ax = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["lr", "augment"]
+    assert [t.get_text() for t in lr_ax.get_xticklabels()] == ["0.01", "0.05", "0.1"]
+    assert [t.get_text() for t in augment_ax.get_xticklabels()] == ["none", "strong"]
+    points, star = lr_ax.collections
+    assert points.get_offsets().tolist() == [[2, 0.6], [0, 0.4], [2, 0.7], [1, 0.5]]
+    assert star.get_offsets().tolist() == [[2, 0.7]]  # trial "c": lr 0.1, augment none
+    assert augment_ax.collections[1].get_offsets().tolist() == [[0, 0.7]]
+    assert fig._suptitle.get_text() == "search"
+
+
+def test_plot_search_names_missing_columns() -> None:
+    with pytest.raises(ValueError, match=r"columns \['train.wd'\]"):
+        plots.plot_search(_search_table(), ["train.wd"])
+    with pytest.raises(ValueError, match="at least one key"):
+        plots.plot_search(_search_table(), [])
+    with pytest.raises(ValueError, match="needs trials"):
+        plots.plot_search(_search_table().iloc[:0], ["train.lr"])
+
+
+def test_plot_grouped_bars_one_colour_per_column_one_group_per_row() -> None:
+    table = pd.DataFrame(
+        {"plain": [0.9, 0.1], "weighted": [0.8, 0.4], "sampler": [0.7, 0.5]},
+        index=["airplane", "truck"],
+    )
+    fig = plots.plot_grouped_bars(table, ylabel="recall", title="recall", percent=True)
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [0.9, 0.1, 0.8, 0.4, 0.7, 0.5]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "weighted", "sampler"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["airplane", "truck"]
+    centres = [p.get_x() + p.get_width() / 2 for p in ax.patches[::2]]  # the airplane bars
+    assert centres == pytest.approx([-0.8 / 3, 0.0, 0.8 / 3])
+    assert ax.get_title() == "recall" and ax.get_ylabel() == "recall"
+    with pytest.raises(ValueError, match="non-empty table of numbers"):
+        plots.plot_grouped_bars(pd.DataFrame(), ylabel="x")
+    with pytest.raises(ValueError, match="non-empty table of numbers"):
+        plots.plot_grouped_bars(pd.DataFrame({"a": ["x"]}), ylabel="x")

@@ -602,3 +602,95 @@ def test_kill_9_loses_at_most_the_current_epoch(tmp_path) -> None:
     assert epochs == [2, 3, 4]  # epoch 1 was not trained again
     summary = json.loads((last.parent / "history.json").read_text())
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------------------------
+# Class-weighted loss (train.class_weighting)
+# ----------------------------------------------------------------------------------------------
+
+
+def _long_tailed_data() -> hd.ImageData:
+    """Synthetic 8x8 images whose classes shrink from 10 images (class 0) to 2 (class 9)."""
+    balanced = hd.make_synthetic_data(10, 4, image_size=8)
+    return hd.take(balanced, train=hd.long_tailed_subset(balanced.train_labels, 5.0))
+
+
+def _fit_spying_on_the_loss(
+    cfg: config.RunConfig, data: hd.ImageData, monkeypatch: pytest.MonkeyPatch
+) -> nn.Module:
+    """Run ``fit`` and return the loss function it handed to ``train_one_epoch``."""
+    from helpers.train import _fit as fit_module
+
+    seen = []
+
+    def spy(model, loader, optimizer, loss_fn, device, **kwargs):
+        seen.append(loss_fn)
+        return ht.train_one_epoch(model, loader, optimizer, loss_fn, device, **kwargs)
+
+    monkeypatch.setattr(fit_module, "train_one_epoch", spy)
+    loaders = hd.make_loaders(data, cfg.data, device=TORCH_DEVICE, seed=0)
+    ht.fit(_model(), loaders, cfg, device=TORCH_DEVICE, resume=False)
+    assert len(seen) == cfg.train.epochs and all(fn is seen[0] for fn in seen)
+    return seen[0]
+
+
+@pytest.mark.parametrize("loader", ["standard", "fast"])
+def test_balanced_class_weighting_trains_on_a_weighted_cross_entropy(
+    tmp_path, loader, monkeypatch
+) -> None:
+    data = _long_tailed_data()
+    cfg = _cfg(tmp_path, loader=loader, epochs=1, class_weighting="balanced")
+    loss_fn = _fit_spying_on_the_loss(cfg, data, monkeypatch)
+    train_index, _ = hd.stratified_split(data.train_labels, 0.2, seed=0)  # as make_loaders
+    counts = torch.bincount(data.train_labels[train_index], minlength=10).double()
+    weights = (1 / counts) / (1 / counts).mean()  # inverse frequency, mean 1
+    assert weights[9] > 3 * weights[0]  # the rare class counts several times more
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    targets = torch.tensor([0, 9, 3, 3, 5, 9])
+    log_probs = logits.log_softmax(dim=1)  # (B, K)
+    picked = weights[targets]  # (B,) each image's class weight
+    expected = -(picked * log_probs[torch.arange(6), targets]).sum() / picked.sum()
+    loss = loss_fn(logits.float().to(TORCH_DEVICE), targets.to(TORCH_DEVICE))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = nn.functional.cross_entropy(logits, targets)
+    assert abs(loss.item() - plain.item()) > 1e-3  # and the weights make a difference
+
+
+def test_without_class_weighting_the_loss_is_plain_cross_entropy_with_smoothing(
+    tmp_path, monkeypatch
+) -> None:
+    cfg = _cfg(tmp_path, epochs=1, label_smoothing=0.1)
+    loss_fn = _fit_spying_on_the_loss(cfg, _long_tailed_data(), monkeypatch)
+    assert isinstance(loss_fn, nn.CrossEntropyLoss)
+    assert loss_fn.weight is None and loss_fn.label_smoothing == 0.1
+    balanced = config.replace_values(cfg, {"train.class_weighting": "balanced"})
+    weighted = _fit_spying_on_the_loss(balanced, _long_tailed_data(), monkeypatch)
+    assert weighted.weight is not None and weighted.label_smoothing == 0.1
+
+
+def test_class_weighting_needs_the_training_labels(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    images, labels = _one_batch()
+    loaders = SimpleNamespace(train=DataLoader(TensorDataset(images, labels)), val=None)
+    cfg = _cfg(tmp_path, epochs=1, class_weighting="balanced")
+    with pytest.raises(ValueError, match=r"class_weighting='balanced' needs the training labels"):
+        ht.fit(_model(), loaders, cfg, device=TORCH_DEVICE)
+    typo = config.replace_values(cfg, {})
+    object.__setattr__(typo.train, "class_weighting", "inverse")  # bypassing the type check
+    with pytest.raises(ValueError, match="unknown class_weighting 'inverse'; choose 'none'"):
+        _fit(typo)
+
+
+def test_a_checkpoint_without_a_newer_setting_resumes_as_its_default(tmp_path) -> None:
+    _fit(_cfg(tmp_path, epochs=1))
+    last = tmp_path / "run" / "last.pt"
+    state = ht.load_checkpoint(last)
+    del state["config"]["train"]["class_weighting"]  # as written before the setting existed
+    ht.save_checkpoint(state, last)
+    longer = _fit(_cfg(tmp_path, epochs=2))
+    assert [row["epoch"] for row in longer.history] == [1, 2]
+    with pytest.raises(ValueError, match=r"train\.class_weighting: 'none' -> 'balanced'"):
+        _fit(_cfg(tmp_path, epochs=3, class_weighting="balanced"))

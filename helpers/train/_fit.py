@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from helpers.config import RunConfig, TrainConfig, config_to_dict, data_dir, save_config
-from helpers.data import set_loader_epoch
+from helpers.data import class_weights, set_loader_epoch
 from helpers.runtime import autocast_dtype, get_device, get_rank, get_world_size, seed_everything
 
 from ._checkpoint import (
@@ -183,6 +183,7 @@ class _Session:
     steps_per_epoch: int
     monitor: str
     stopper: EarlyStopping
+    loss_fn: nn.Module  # the training loss: cross-entropy, label smoothing, class weights
     checkpoint_dir: Path
     class_names: list[str] | None
     verbose: bool
@@ -205,6 +206,10 @@ def _check_train_config(train: TrainConfig) -> None:
         (train.epochs < 1, f"epochs must be at least 1, got {train.epochs}"),
         (train.lr <= 0, f"lr must be positive, got {train.lr}"),
         (not 0 <= train.label_smoothing < 1, "label_smoothing must lie in [0, 1)"),
+        (
+            train.class_weighting not in ("none", "balanced"),
+            f"unknown class_weighting {train.class_weighting!r}; choose 'none' or 'balanced'",
+        ),
         (train.grad_clip is not None and train.grad_clip <= 0, "grad_clip must be > 0 or null"),
         (train.warmup_epochs < 0, "warmup_epochs must be >= 0"),
         (
@@ -288,6 +293,31 @@ def _optimisation(
     return optimizer, scheduler, scaler
 
 
+def _training_labels(loader: Any) -> torch.Tensor:
+    """The labels of every training image: ``loader.dataset.labels`` (ours) or ``.targets``
+    (torchvision's data sets); ``ValueError`` when the loader exposes neither."""
+    dataset = getattr(loader, "dataset", None)
+    for name in ("labels", "targets"):
+        labels = getattr(dataset, name, None)
+        if labels is not None:
+            return torch.as_tensor(labels).cpu()
+    raise ValueError(
+        "train.class_weighting='balanced' needs the training labels, but the training loader "
+        "has no dataset.labels or dataset.targets. Build the loaders with "
+        "helpers.data.make_loaders, give your dataset a labels attribute, or set "
+        "train.class_weighting='none'."
+    )
+
+
+def _training_loss(cfg: RunConfig, loader: Any, device: torch.device) -> nn.Module:
+    """Cross-entropy with the configured label smoothing and, for ``class_weighting=
+    "balanced"``, inverse-frequency class weights from the training labels."""
+    weight = None
+    if cfg.train.class_weighting == "balanced":
+        weight = class_weights(_training_labels(loader), cfg.model.num_classes).to(device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+
+
 def _schedule(train: TrainConfig, steps: int) -> LRSchedule:
     """The run's learning-rate schedule; the warm-up is at most half the run."""
     total = train.epochs * steps
@@ -331,6 +361,7 @@ def _start(
             patience=train.early_stopping_patience,
             min_delta=train.early_stopping_min_delta,
         ),
+        loss_fn=_training_loss(cfg, loaders.train, device),
         checkpoint_dir=resolve_checkpoint_dir(cfg),
         class_names=list(class_names) if class_names is not None else None,
         verbose=verbose,
@@ -388,8 +419,13 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
-    """``ValueError`` when ``path`` was written with settings that may not change."""
-    old, new = _flatten(saved), _flatten(config_to_dict(cfg))
+    """``ValueError`` when ``path`` was written with settings that may not change.
+
+    A setting the checkpoint lacks (added to the config after it was written) counts as its
+    default, the behaviour of the version that wrote it.
+    """
+    old = {**_flatten(config_to_dict(RunConfig())), **_flatten(saved)}
+    new = _flatten(config_to_dict(cfg))
     changed = [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -496,7 +532,7 @@ def _run_epoch(session: _Session, epoch: int) -> dict[str, Any]:
         session.model,
         session.loaders.train,
         session.optimizer,
-        nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing),
+        session.loss_fn,
         session.device,
         scheduler=session.scheduler,
         scaler=session.scaler,
@@ -603,24 +639,29 @@ def fit(
     """Train ``model`` for ``cfg.train.epochs`` epochs, validating and checkpointing each one.
 
     One call runs a complete, resumable run: SGD or AdamW (no weight decay on norms and
-    biases), a learning-rate schedule stepped per batch, label smoothing, gradient
-    clipping, mixed precision (:func:`helpers.runtime.autocast_dtype`), channels-last,
-    optional ``torch.compile`` and an EMA of the weights (validated instead of the weights
-    when on). After every epoch it prints one fixed-width line and atomically writes
-    ``last.pt`` (and ``best.pt`` when the monitored metric improved) to
-    :func:`resolve_checkpoint_dir`, with what it takes to continue exactly: weights,
-    optimiser, schedule, scaler, EMA, history, early-stopping state, every process's random
-    generator states and the config. With ``resume=True`` a run whose ``last.pt`` exists
-    continues after that epoch and ends with the same weights and history as a run that was
-    never interrupted (the loaders must repeat per epoch, as :func:`helpers.data.make_loaders`
-    builds them). Under ``torchrun`` (after :func:`helpers.runtime.init_distributed`) the
-    model trains in ``DistributedDataParallel``, metrics are totalled over processes, and
-    only rank 0 writes and prints.
+    biases), a learning-rate schedule stepped per batch, label smoothing, class weights in
+    the loss (``train.class_weighting``), gradient clipping, mixed precision
+    (:func:`helpers.runtime.autocast_dtype`), channels-last, optional ``torch.compile`` and
+    an EMA of the weights (validated instead of the weights when on). After every epoch it
+    prints one fixed-width line and atomically writes ``last.pt`` (and ``best.pt`` when the
+    monitored metric improved) to :func:`resolve_checkpoint_dir`, with what it takes to
+    continue exactly: weights, optimiser, schedule, scaler, EMA, history, early-stopping
+    state, every process's random generator states and the config. With ``resume=True`` a
+    run whose ``last.pt`` exists continues after that epoch and ends with the same weights
+    and history as a run that was never interrupted (the loaders must repeat per epoch, as
+    :func:`helpers.data.make_loaders` builds them). Under ``torchrun`` (after
+    :func:`helpers.runtime.init_distributed`) the model trains in
+    ``DistributedDataParallel``, metrics are totalled over processes, and only rank 0 writes
+    and prints.
 
     Args:
         model: the network; trained in place (moved to ``device``).
         loaders: ``train`` and ``val`` loaders (``val`` may be ``None``), as
-            :func:`helpers.data.make_loaders` returns them.
+            :func:`helpers.data.make_loaders` returns them. With
+            ``train.class_weighting="balanced"`` the training loader must expose its labels
+            as ``loader.dataset.labels`` (both of ``make_loaders``' paths do) or
+            ``loader.dataset.targets`` (torchvision's data sets); the loss weights are
+            :func:`helpers.data.class_weights` of them.
         cfg: the run config; :attr:`RunConfig.train` holds every training setting.
         device: where to train; :func:`helpers.runtime.get_device` when ``None``.
         class_names: stored in the checkpoints, for later predictions.
@@ -634,8 +675,9 @@ def fit(
 
     Raises:
         ValueError: for bad training settings, a training loader that is empty or not
-            sharded for the processes of the run, or a ``last.pt`` that is damaged or was
-            written with other settings (see :data:`RESUMABLE_CHANGES`).
+            sharded for the processes of the run (or without labels, for class weighting),
+            or a ``last.pt`` that is damaged or was written with other settings (see
+            :data:`RESUMABLE_CHANGES`).
         FloatingPointError: when the training loss stops being finite (diverged).
     """
     session = _start(model, loaders, cfg, _resolve_device(device), class_names, verbose)
