@@ -6,7 +6,9 @@ One module per stage of the pipeline, in the order data flows through them::
     data, transforms    sources, ETL cache, splits, loaders; paired and batched augmentation
     models              SimpleCNN, ResNet-9, a Vision Transformer; a registry over timm's
     train, tune         fit with checkpoints, resume, AMP, EMA, DDP; short runs compared
-    evaluate            a model's predictions on a split; per-class metrics
+    recipes             the named settings each model of the book is trained with
+    evaluate            predictions, reports, curves, calibration, k-fold CV, error analysis
+    explain             Grad-CAM for CNNs; attention maps and rollout for ViTs
     plots, widgets      every figure; interactive explorers with static fallbacks
 
 Notebooks import the package once and call it qualified, so every call shows its origin::
@@ -29,8 +31,10 @@ _SUBMODULES = (
     "transforms",
     "models",
     "train",
+    "recipes",
     "tune",
     "evaluate",
+    "explain",
     "plots",
     "widgets",
 )

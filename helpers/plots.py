@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,14 +34,25 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from helpers.evaluate import PrCurves, RocCurves
+
 __all__ = [
     "compare_augmentations",
+    "compare_explanations",
     "plot_bars",
     "plot_class_balance",
+    "plot_confusion_matrix",
     "plot_grouped_bars",
     "plot_history",
+    "plot_pr_curves",
+    "plot_reliability",
+    "plot_roc_curves",
     "plot_search",
     "preview_augmentations",
+    "show_errors",
+    "show_explained_predictions",
+    "show_explanations",
     "show_feature_maps",
     "show_image_grid",
     "show_images",
@@ -107,6 +118,7 @@ def _draw_grid(
     ncols: int,
     titles: Sequence[Sequence[str]] | None = None,
     row_labels: Sequence[str] | None = None,
+    title_fontsize: float = 8,
 ) -> Figure:
     """Draw ``rows`` of pixels (short rows leave blank cells), with titles and row labels."""
     label_inches = 1.2 if row_labels else 0.0
@@ -118,7 +130,7 @@ def _draw_grid(
             if c < len(row):
                 ax.imshow(row[c], cmap="gray" if row[c].ndim == 2 else None, vmin=0, vmax=1)
             if titles is not None and c < len(titles[r]):
-                ax.set_title(titles[r][c], fontsize=8)
+                ax.set_title(titles[r][c], fontsize=title_fontsize)
         if row_labels is not None:
             axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center")
     return fig
@@ -528,6 +540,267 @@ def show_feature_maps(
 
 
 # ---------------------------------------------------------------------------------------------
+# Evaluation: confusion matrix, ROC and PR curves, reliability diagram, misclassified images
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_square(matrix: pd.DataFrame) -> None:
+    """Raise ``ValueError`` unless ``matrix`` is a non-empty square table of numbers."""
+    numeric = all(pd.api.types.is_numeric_dtype(t) for t in matrix.dtypes)
+    if matrix.empty or matrix.shape[0] != matrix.shape[1] or not numeric:
+        raise ValueError(
+            f"A confusion matrix must be a non-empty square table of numbers, got shape "
+            f"{matrix.shape}."
+        )
+
+
+def plot_confusion_matrix(
+    matrix: pd.DataFrame,
+    *,
+    normalize: str | None = None,
+    title: str | None = None,
+    cmap: str = "Blues",
+) -> Figure:
+    """A heat map of a confusion matrix: true classes down the side, predicted across.
+
+    Args:
+        matrix: ``(K, K)`` counts or shares with class names as index and columns, as
+            :func:`helpers.evaluate.confusion_matrix` returns it.
+        normalize: ``None`` draws the values as they are (shares in [0, 1] are written in
+            percent); ``"true"`` first divides each row by its sum, so that each row shows
+            where that class's images went and the diagonal is the per-class recall.
+        title: a title over the heat map.
+        cmap: a matplotlib colour map name.
+
+    Returns:
+        The figure: the heat map's axis, then its colour bar's.
+
+    Raises:
+        ValueError: for a matrix that is not square and numeric, or an unknown ``normalize``.
+
+    >>> counts = pd.DataFrame([[3, 1], [0, 4]], index=["cat", "dog"], columns=["cat", "dog"])
+    >>> [t.get_text() for t in plot_confusion_matrix(counts).axes[0].get_xticklabels()]
+    ['cat', 'dog']
+    """
+    if normalize not in (None, "true"):
+        raise ValueError(f"Unknown normalize {normalize!r}; choose None or 'true'.")
+    frame = pd.DataFrame(matrix)
+    _check_square(frame)
+    values = frame.astype(float)
+    if normalize == "true":
+        values = values.div(values.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    integers = normalize is None and all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes)
+    percent = not integers and float(values.to_numpy().max()) <= 1.0
+    size = len(frame)
+    fig, axes = _subplots(1, 1, (0.55 * size + 2.8, 0.5 * size + 1.8))
+    ax = axes[0, 0]
+    sns.heatmap(
+        values,
+        annot=size <= 20,  # beyond that the numbers no longer fit in the cells
+        fmt=".0%" if percent else (".0f" if integers else ".3g"),
+        annot_kws={"fontsize": 8},
+        cmap=cmap,
+        vmin=0,
+        vmax=1 if percent else None,
+        square=True,
+        ax=ax,
+    )
+    ax.set(xlabel="predicted class", ylabel="true class")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set_title(title or ("confusion matrix (share of each true class)" if percent else ""))
+    return fig
+
+
+def plot_roc_curves(roc: RocCurves, *, title: str | None = None) -> Figure:
+    """One-vs-rest ROC curves, one line per class, with each class's AUROC in the legend.
+
+    Args:
+        roc: from :func:`helpers.evaluate.roc_curves`.
+        title: a title over the chart; by default it states the macro-average AUROC.
+
+    Returns:
+        The figure: one axis, a line per class with a curve plus the chance diagonal.
+
+    Raises:
+        ValueError: when no class has a curve.
+    """
+    drawn = [name for name, fpr in roc.fpr.items() if len(fpr)]
+    if not drawn:
+        raise ValueError("No class has a ROC curve (each needs images of it and of others).")
+    fig, axes = _subplots(1, 1, (5.6, 4.8))
+    ax = axes[0, 0]
+    for name in drawn:
+        ax.plot(roc.fpr[name], roc.tpr[name], lw=1.2, label=f"{name} ({roc.auc[name]:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance (0.500)")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", title="class (AUROC)", title_fontsize=8)
+    ax.set_title(title or f"ROC curves, one class vs rest (macro AUROC {roc.macro_auc:.3f})")
+    return fig
+
+
+def plot_pr_curves(pr: PrCurves, *, title: str | None = None) -> Figure:
+    """One-vs-rest precision-recall curves, one per class, with its average precision.
+
+    Args:
+        pr: from :func:`helpers.evaluate.pr_curves`.
+        title: a title over the chart; by default it states the mean average precision.
+
+    Returns:
+        The figure: one axis, a step line per class with images, plus the precision of a
+        random ranking (the mean class share) as a dashed line.
+
+    Raises:
+        ValueError: when no class has a curve.
+    """
+    drawn = [name for name, recall in pr.recall.items() if len(recall)]
+    if not drawn:
+        raise ValueError("No class has a precision-recall curve (each needs images of it).")
+    fig, axes = _subplots(1, 1, (5.6, 4.8))
+    ax = axes[0, 0]
+    for name in drawn:
+        label = f"{name} ({pr.average_precision[name]:.3f})"
+        ax.plot(pr.recall[name], pr.precision[name], lw=1.2, drawstyle="steps-post", label=label)
+    chance = float(pr.prevalence.mean())
+    ax.axhline(chance, ls="--", lw=1, color="grey", label=f"random ranking ({chance:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", title="class (AP)", title_fontsize=8)
+    mean_ap = pr.macro_average_precision
+    ax.set_title(title or f"Precision-recall, one class vs rest (mean AP {mean_ap:.3f})")
+    return fig
+
+
+_BIN_COLUMNS = ("lower", "upper", "count", "confidence", "accuracy")
+
+
+def _draw_reliability(ax: Axes, bins: pd.DataFrame, label: str) -> None:
+    """Accuracy bars per confidence bin, the gap to the diagonal in red, and the ECE."""
+    missing = [c for c in _BIN_COLUMNS if c not in bins.columns]
+    if missing or bins.empty or float(bins["count"].sum()) <= 0:
+        raise ValueError(
+            f"Reliability bins need columns {list(_BIN_COLUMNS)} and images; missing "
+            f"{missing} (make them with helpers.evaluate.reliability_bins)."
+        )
+    filled = bins[bins["count"] > 0]
+    left, width = filled["lower"], filled["upper"] - filled["lower"]
+    ax.bar(left, filled["accuracy"], width, align="edge", edgecolor="black", label="accuracy")
+    gap = filled["confidence"] - filled["accuracy"]
+    ax.bar(
+        left,
+        gap,
+        width,
+        bottom=filled["accuracy"],
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    ece = float((bins["count"] * gap.abs()).sum() / bins["count"].sum())
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"{label}: ECE {ece:.1%}")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_reliability(
+    bins_before: pd.DataFrame,
+    bins_after: pd.DataFrame | None = None,
+    *,
+    labels: Sequence[str] = ("before", "after temperature scaling"),
+) -> Figure:
+    """Reliability diagrams: accuracy against confidence, bin by bin, with the ECE.
+
+    A calibrated model's bars reach the diagonal; bars below it mean overconfidence. Pass
+    a second table to compare, e.g. after temperature scaling, side by side.
+
+    Args:
+        bins_before: from :func:`helpers.evaluate.reliability_bins`.
+        bins_after: a second table drawn in a second panel, or ``None``.
+        labels: the panels' names, written before each one's ECE.
+
+    Returns:
+        The figure, with one panel per table.
+
+    Raises:
+        ValueError: for a table without the columns of ``reliability_bins`` or without
+            images, or fewer labels than panels.
+    """
+    tables = [bins_before] if bins_after is None else [bins_before, bins_after]
+    if len(labels) < len(tables):
+        raise ValueError(f"Got {len(labels)} labels for {len(tables)} panels.")
+    fig, axes = _subplots(1, len(tables), (4.2 * len(tables), 4.0))
+    for ax, bins, label in zip(axes[0], tables, labels, strict=False):
+        _draw_reliability(ax, bins, label)
+    return fig
+
+
+def _error_titles(errors: pd.DataFrame, class_names: Sequence[str]) -> list[str]:
+    """``true: cat`` / ``pred: dog 97%`` for each row of ``errors``."""
+    columns = ("index", "true", "predicted", "confidence")
+    if any(c not in errors.columns for c in columns):
+        raise ValueError(f"errors needs the columns {list(columns)}, as most_confident_errors.")
+    known = len(class_names)
+    for column in ("true", "predicted"):
+        if not errors[column].between(0, known - 1).all():
+            raise ValueError(f"errors[{column!r}] has classes without a name in class_names.")
+    return [
+        f"true: {class_names[t]}\npred: {class_names[p]} {c:.0%}"
+        for t, p, c in zip(errors["true"], errors["predicted"], errors["confidence"], strict=True)
+    ]
+
+
+def show_errors(
+    images: Tensor,
+    errors: pd.DataFrame,
+    class_names: Sequence[str],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    *,
+    ncols: int = 8,
+) -> Figure:
+    """A gallery of misclassified images, each titled with its true and predicted class
+    and the confidence of the prediction.
+
+    Args:
+        images: ``(N, C, H, W)`` images of the split the predictions were made on, in the
+            loader's order (uint8, floats in [0, 1], or normalised with ``mean``/``std``).
+        errors: from :func:`helpers.evaluate.most_confident_errors`; its ``index`` column
+            picks the images.
+        class_names: the name of each class, in label order.
+        mean: per-channel mean used to normalise the images, to undo it for display.
+        std: per-channel std used to normalise the images.
+        ncols: images per row.
+
+    Returns:
+        The figure, with ``ceil(len(errors) / ncols)`` rows of ``min(len(errors), ncols)``
+        axes.
+
+    Raises:
+        ValueError: for no errors, missing columns, an index outside ``images``, or a class
+            without a name.
+    """
+    if errors.empty:
+        raise ValueError("errors is empty: the model made no mistake to show.")
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError("images must be an (N, C, H, W) tensor.")
+    titles = _error_titles(errors, class_names)
+    if not errors["index"].between(0, len(images) - 1).all():
+        raise ValueError(f"errors['index'] must lie in [0, {len(images) - 1}] (the images).")
+    _check_count("ncols", ncols)
+    cells = [_to_pixels(images[int(i)], mean, std) for i in errors["index"]]
+    ncols = min(ncols, len(cells))
+    starts = range(0, len(cells), ncols)
+    rows = [cells[i : i + ncols] for i in starts]
+    titles_by_row = [titles[i : i + ncols] for i in starts]
+    # 7 pt: "pred: automobile 100%" fits the width of one cell without touching the next
+    return _draw_grid(rows, ncols=ncols, titles=titles_by_row, title_fontsize=7)
+
+
+# ---------------------------------------------------------------------------------------------
 # Hyperparameter searches and grouped comparisons
 # ---------------------------------------------------------------------------------------------
 
@@ -638,4 +911,209 @@ def plot_grouped_bars(
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     if title:
         ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Explanations (Grad-CAM, attention rollout)
+# ---------------------------------------------------------------------------------------------
+
+
+def show_explanations(
+    images: Tensor,
+    heatmaps: Tensor | Sequence[Tensor],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+) -> Figure:
+    """Show each image next to its heat map laid over it (see :func:`helpers.explain.overlay`).
+
+    Args:
+        images: ``(N, C, H, W)``: normalised floats (pass ``mean`` and ``std``), floats in
+            [0, 1] or uint8.
+        heatmaps: ``(N, H, W)`` maps in [0, 1], as from :func:`helpers.explain.explain`.
+        mean: per-channel mean used to normalise the images, to undo it for display.
+        std: per-channel standard deviation used to normalise the images.
+        titles: one title per image (shown over the image; its overlay has none), or ``None``.
+        ncols: image-and-overlay pairs per row.
+        alpha: weight of the heat map in each overlay, in [0, 1].
+        cmap: a matplotlib colour map name for the heat maps.
+
+    Returns:
+        The figure, with ``ceil(N / ncols)`` rows of ``2 * min(N, ncols)`` axes.
+
+    Raises:
+        ValueError: for images that are not ``(N, C, H, W)``, a number of heat maps or titles
+            different from the number of images, ``ncols < 1``, or as ``overlay`` does.
+    """
+    from helpers.explain import overlay  # explain imports the models: load it only when used
+
+    if not isinstance(images, Tensor) or images.ndim != 4 or not len(images):
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty (N, C, H, W) tensor, got {shape}.")
+    if len(heatmaps) != len(images):
+        raise ValueError(f"Got {len(heatmaps)} heatmaps for {len(images)} images; give one each.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Got {len(titles)} titles for {len(images)} images; give one each.")
+    _check_count("ncols", ncols)
+    cells: list[Pixels] = []
+    for image, heatmap in zip(images, heatmaps, strict=True):
+        cells += [_to_pixels(image, mean, std), overlay(image, heatmap, mean, std, alpha, cmap)]
+    names = [name for title in titles for name in (title, "")] if titles is not None else None
+    per_row = 2 * min(ncols, len(images))
+    starts = range(0, len(cells), per_row)
+    rows = [cells[i : i + per_row] for i in starts]
+    row_titles = [names[i : i + per_row] for i in starts] if names is not None else None
+    return _draw_grid(rows, ncols=per_row, titles=row_titles)
+
+
+def _check_image_batch(images: Any) -> None:
+    """Raise ``ValueError`` unless ``images`` is a non-empty ``(N, C, H, W)`` tensor."""
+    if not isinstance(images, Tensor) or images.ndim != 4 or not len(images):
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty (N, C, H, W) tensor, got {shape}.")
+
+
+def compare_explanations(
+    images: Tensor,
+    heatmaps: Mapping[str, Tensor | Sequence[Tensor]],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    titles: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+) -> Figure:
+    """Several heat maps of each image side by side: one row per image, one column per map.
+
+    Use it to compare methods, layers, classes or models on the same images.
+
+    Args:
+        images: ``(N, C, H, W)``: normalised floats (pass ``mean`` and ``std``), floats in
+            [0, 1] or uint8.
+        heatmaps: a name (the column title, shown over the first row) for each set of
+            ``(N, H, W)`` maps in [0, 1], in column order.
+        mean: per-channel mean used to normalise the images, to undo it for display.
+        std: per-channel standard deviation used to normalise the images.
+        titles: one title per image (over the image), or ``None``.
+        alpha: weight of the heat map in each overlay, in [0, 1].
+        cmap: a matplotlib colour map name for the heat maps.
+
+    Returns:
+        The figure, with ``N`` rows of ``1 + len(heatmaps)`` axes.
+
+    Raises:
+        ValueError: for images that are not a non-empty ``(N, C, H, W)`` tensor, no heat maps,
+            a set of maps or titles whose number differs from the images', or as
+            :func:`helpers.explain.overlay` does.
+
+    >>> images, maps = torch.zeros(2, 3, 8, 8), torch.rand(2, 8, 8)
+    >>> len(compare_explanations(images, {"a": maps, "b": maps}).axes)
+    6
+    """
+    from helpers.explain import overlay  # explain imports the models: load it only when used
+
+    _check_image_batch(images)
+    if not heatmaps or any(len(maps) != len(images) for maps in heatmaps.values()):
+        counts = {name: len(maps) for name, maps in heatmaps.items()}
+        raise ValueError(f"Give one heat map per image ({len(images)}) in each set, got {counts}.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Got {len(titles)} titles for {len(images)} images; give one each.")
+    names = [str(name) for name in heatmaps]
+    rows, row_titles = [], []
+    for i, image in enumerate(images):
+        overlays = [overlay(image, maps[i], mean, std, alpha, cmap) for maps in heatmaps.values()]
+        rows.append([_to_pixels(image, mean, std), *overlays])
+        row_titles.append(
+            ["" if titles is None else titles[i], *(names if i == 0 else [""] * len(names))]
+        )
+    return _draw_grid(rows, ncols=1 + len(names), titles=row_titles)
+
+
+def _draw_top_classes(
+    ax: Axes, probabilities: Tensor, class_names: Sequence[str], label: int | None, topk: int
+) -> None:
+    """Horizontal bars of the ``topk`` most probable classes, the true one in orange."""
+    scores, classes = probabilities.detach().float().cpu().topk(topk)  # (k,), (k,)
+    names = [class_names[int(c)] for c in classes]
+    colours = ["tab:orange" if int(c) == label else "tab:blue" for c in classes]
+    ax.barh(range(topk), scores.numpy(), color=colours)
+    ax.set_yticks(range(topk), names, fontsize=8)
+    ax.invert_yaxis()  # the most probable class on top
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def show_explained_predictions(
+    images: Tensor,
+    heatmaps: Tensor | Sequence[Tensor],
+    probabilities: Tensor,
+    class_names: Sequence[str],
+    labels: Tensor | Sequence[int] | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    topk: int = 3,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+) -> Figure:
+    """One row per image: the image, its heat map laid over it, and its top-``k`` classes.
+
+    Args:
+        images: ``(N, C, H, W)``: normalised floats (pass ``mean`` and ``std``), floats in
+            [0, 1] or uint8.
+        heatmaps: ``(N, H, W)`` maps in [0, 1], as from :func:`helpers.explain.explain`.
+        probabilities: ``(N, K)`` predicted class probabilities (rows of a softmax).
+        class_names: the name of each of the ``K`` classes, in label order.
+        labels: ``(N,)`` true classes, or ``None``; given, each image is titled with its
+            true class and that class's bar is orange.
+        mean: per-channel mean used to normalise the images, to undo it for display.
+        std: per-channel standard deviation used to normalise the images.
+        topk: how many of the most probable classes to show, at most ``K``.
+        alpha: weight of the heat map in each overlay, in [0, 1].
+        cmap: a matplotlib colour map name for the heat maps.
+
+    Returns:
+        The figure, with ``N`` rows of 3 axes.
+
+    Raises:
+        ValueError: for images that are not a non-empty ``(N, C, H, W)`` tensor, heat maps,
+            probabilities or labels that do not match them, a class count other than
+            ``len(class_names)``, ``topk`` outside ``[1, K]``, or as ``overlay`` does.
+    """
+    from helpers.explain import overlay  # explain imports the models: load it only when used
+
+    _check_image_batch(images)
+    count = len(images)
+    if len(heatmaps) != count:
+        raise ValueError(f"Got {len(heatmaps)} heatmaps for {count} images; give one each.")
+    if probabilities.shape != (count, len(class_names)):
+        raise ValueError(
+            f"probabilities must be (N, K) = ({count}, {len(class_names)}) for {count} images "
+            f"and {len(class_names)} class names, got {tuple(probabilities.shape)}."
+        )
+    _check_count("topk", topk)
+    if topk > len(class_names):
+        raise ValueError(f"topk must lie in [1, {len(class_names)}], got {topk}.")
+    if labels is not None:
+        labels = torch.as_tensor(labels).cpu()
+        _check_labelled_images(images, labels, len(class_names))
+    fig, axes = _subplots(count, 3, (3.4 * CELL_INCHES + 1.2, count * (CELL_INCHES + 0.3)))
+    for row, (image, heatmap) in enumerate(zip(images, heatmaps, strict=True)):
+        label = None if labels is None else int(labels[row])
+        image_ax, overlay_ax, bars_ax = axes[row]
+        for ax, pixels in (
+            (image_ax, _to_pixels(image, mean, std)),
+            (overlay_ax, overlay(image, heatmap, mean, std, alpha, cmap)),
+        ):
+            _style_axis(ax)
+            ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1)
+        if label is not None:
+            image_ax.set_title(f"true: {class_names[label]}", fontsize=8)
+        _draw_top_classes(bars_ax, probabilities[row], class_names, label, topk)
     return fig

@@ -837,6 +837,35 @@ def test_make_loaders_rejects_bad_settings() -> None:
         hd.make_loaders(data, _standard_cfg(), device="cpu", mean=(0.5, 0.5, 0.5))
 
 
+@pytest.mark.parametrize("loader", ["standard", "fast"])
+def test_make_loaders_from_indices_uses_exactly_the_given_images(loader) -> None:
+    data = hd.make_synthetic_data(4, 3, image_size=8)  # 40 training images
+    cfg = _standard_cfg(loader=loader, train_images=5, eval_images=10)  # subsets: test only
+    train_index, val_index = torch.arange(0, 40, 2), torch.tensor([1, 3, 5])
+    loaders = hd.make_loaders_from_indices(
+        data, cfg, train_index, val_index, device="cpu", rank=0, world_size=1
+    )
+    assert torch.equal(loaders.train.dataset.images.cpu(), data.train_images[train_index])
+    assert torch.equal(loaders.val.dataset.labels.cpu(), data.train_labels[val_index])
+    assert len(loaders.test.dataset) == 10
+    assert loaders.mean == pytest.approx(hd.channel_stats(data.train_images[train_index])[0])
+    empty_val = hd.make_loaders_from_indices(data, cfg, [0, 1], [], device="cpu", world_size=1)
+    assert empty_val.val is None
+
+
+def test_make_loaders_from_indices_rejects_bad_indices() -> None:
+    data = hd.make_synthetic_data(2, 1, image_size=8)  # 20 training images
+    cfg = _standard_cfg()
+    with pytest.raises(ValueError, match="in both train_index and val_index"):
+        hd.make_loaders_from_indices(data, cfg, [0, 1, 2], [2, 3], device="cpu")
+    with pytest.raises(ValueError, match=r"train_index must lie in \[0, 19\]"):
+        hd.make_loaders_from_indices(data, cfg, [0, 20], [], device="cpu")
+    with pytest.raises(ValueError, match="train_index is empty"):
+        hd.make_loaders_from_indices(data, cfg, [], [1], device="cpu")
+    with pytest.raises(ValueError, match="integer indices"):
+        hd.make_loaders_from_indices(data, cfg, torch.tensor([0.5]), [1], device="cpu")
+
+
 # ----------------------------------------------------------------------------------------------
 # The real data (slow; runs where CIFAR10_PATH names the shared copy)
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -335,3 +337,100 @@ def test_plot_grouped_bars_one_colour_per_column_one_group_per_row() -> None:
         plots.plot_grouped_bars(pd.DataFrame(), ylabel="x")
     with pytest.raises(ValueError, match="non-empty table of numbers"):
         plots.plot_grouped_bars(pd.DataFrame({"a": ["x"]}), ylabel="x")
+
+
+# --- evaluation figures ------------------------------------------------------------------------
+
+EVAL_NAMES = ["cat", "dog", "ship"]
+
+
+def _eval_predictions():
+    from helpers import evaluate
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(30) % 3
+    logits = torch.randn(30, 3, generator=generator) + 2 * torch.nn.functional.one_hot(targets, 3)
+    return evaluate.Predictions(logits, logits.softmax(1), logits.argmax(1), targets)
+
+
+def test_plot_confusion_matrix_heat_map_with_class_names() -> None:
+    counts = pd.DataFrame([[2, 1, 0], [0, 1, 1], [0, 0, 1]], index=EVAL_NAMES, columns=EVAL_NAMES)
+    fig = plots.plot_confusion_matrix(counts)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # the heat map and its colour bar
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == EVAL_NAMES
+    assert [t.get_text() for t in ax.get_yticklabels()] == EVAL_NAMES
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+    assert [t.get_text() for t in ax.texts][:3] == ["2", "1", "0"]
+    shares = plots.plot_confusion_matrix(counts, normalize="true").axes[0]
+    assert [t.get_text() for t in shares.texts][:3] == ["67%", "33%", "0%"]
+    with pytest.raises(ValueError, match="Unknown normalize 'all'"):
+        plots.plot_confusion_matrix(counts, normalize="all")
+    with pytest.raises(ValueError, match="square table"):
+        plots.plot_confusion_matrix(counts.iloc[:2])
+
+
+def test_plot_roc_and_pr_curves_draw_one_line_per_class() -> None:
+    from helpers import evaluate
+
+    predictions = _eval_predictions()
+    roc = evaluate.roc_curves(predictions, EVAL_NAMES)
+    fig = plots.plot_roc_curves(roc)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and len(ax.lines) == 4  # three classes and the chance line
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == f"cat ({roc.auc['cat']:.3f})" and labels[-1] == "chance (0.500)"
+    assert f"{roc.macro_auc:.3f}" in ax.get_title()
+    pr = evaluate.pr_curves(predictions, EVAL_NAMES)
+    ax = plots.plot_pr_curves(pr).axes[0]
+    assert len(ax.lines) == 4 and ax.get_xlabel() == "recall"
+    assert f"{pr.average_precision['dog']:.3f}" in ax.get_legend().get_texts()[1].get_text()
+
+
+def test_plot_reliability_one_panel_per_table_with_the_ece() -> None:
+    from helpers import evaluate
+
+    predictions = _eval_predictions()
+    before = evaluate.reliability_bins(predictions.probabilities, predictions.targets, n_bins=5)
+    scaled = evaluate.apply_temperature(predictions, 2.0)
+    after = evaluate.reliability_bins(scaled.probabilities, scaled.targets, n_bins=5)
+    fig = plots.plot_reliability(before, after)
+    assert len(fig.axes) == 2
+    ece = evaluate.expected_calibration_error(predictions.probabilities, predictions.targets, 5)
+    assert fig.axes[0].get_title() == f"before: ECE {ece:.1%}"
+    assert fig.axes[1].get_title().startswith("after temperature scaling: ECE")
+    assert len(plots.plot_reliability(before).axes) == 1
+    with pytest.raises(ValueError, match="missing"):
+        plots.plot_reliability(before.drop(columns="accuracy"))
+
+
+def test_show_errors_titles_each_mistake_with_true_and_predicted_class() -> None:
+    from helpers import evaluate
+
+    predictions = _eval_predictions()
+    errors = evaluate.most_confident_errors(predictions, k=5)
+    images = _images(len(predictions))
+    fig = plots.show_errors(images, errors, EVAL_NAMES, ncols=3)
+    assert len(fig.axes) == 3 * -(-len(errors) // 3)
+    true, predicted, confidence = errors.loc[0, ["true", "predicted", "confidence"]]
+    expected = f"true: {EVAL_NAMES[int(true)]}\npred: {EVAL_NAMES[int(predicted)]} {confidence:.0%}"
+    assert fig.axes[0].get_title() == expected
+    shown = images[int(errors.loc[0, "index"])].permute(1, 2, 0).numpy() / 255
+    np.testing.assert_allclose(_shown(fig.axes[0]), shown)
+    with pytest.raises(ValueError, match="no mistake"):
+        plots.show_errors(images, errors.iloc[:0], EVAL_NAMES)
+    with pytest.raises(ValueError, match="without a name"):
+        plots.show_errors(images, errors, ["cat"])
+
+
+def test_show_errors_titles_of_neighbouring_images_do_not_overlap() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["airplane", "automobile", "truck"]  # the longest CIFAR-10 name predicted
+    errors = pd.DataFrame(
+        {"index": range(8), "true": [0, 2] * 4, "predicted": [1] * 8, "confidence": [1.0] * 8}
+    )
+    fig = plots.show_errors(_images(8, size=32), errors, names, ncols=8)
+    FigureCanvasAgg(fig).draw()
+    boxes = [ax.title.get_window_extent() for ax in fig.axes]
+    assert all(left.x1 < right.x0 for left, right in itertools.pairwise(boxes))

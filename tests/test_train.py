@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from torch import nn
 
 from helpers import config, runtime
 from helpers import data as hd
+from helpers import models as hm
 from helpers import train as ht
 from helpers.__main__ import main
 from tests.conftest import REPO_ROOT, TORCH_DEVICE
@@ -548,6 +550,24 @@ def test_cli_trains_on_smoke_data_and_writes_checkpoints_and_history(capsys) -> 
     assert summary["config"]["profile"] == "smoke"
     assert re.search(r"^test: loss \d+\.\d+, accuracy \d+\.\d+% on 256 images", out, re.M)
     assert ht.load_checkpoint(folder / "last.pt")["config"]["train"]["max_steps_per_epoch"] == 2
+
+
+def test_load_trained_rebuilds_the_run_model_from_its_checkpoint(tmp_path) -> None:
+    cfg = replace(_cfg(tmp_path, epochs=1), model=config.ModelConfig(name="simple_cnn"))
+    cfg = replace(cfg, data=replace(cfg.data, image_size=32))
+    images = hd.make_synthetic_data(10, 4, image_size=32)
+    loaders = hd.make_loaders(images, cfg.data, device="cpu", seed=0)
+    runtime.seed_everything(0)
+    model = hm.create_model_from_config(cfg.model)
+    result = ht.fit(model, loaders, cfg, device="cpu", class_names=images.class_names)
+    trained = ht.load_trained(result.best_checkpoint)
+    batch = next(iter(loaders.test))[0]
+    assert not trained.model.training and trained.config == cfg and trained.epoch == 1
+    assert trained.class_names == list(images.class_names) and len(trained.history) == 1
+    with torch.no_grad():
+        assert torch.allclose(trained.model(batch), result.model.eval()(batch), atol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        ht.load_trained(tmp_path / "missing.pt")
 
 
 def test_cli_rejects_a_bad_override_with_the_choices(capsys) -> None:

@@ -1,4 +1,4 @@
-"""Tests for helpers.widgets: when widgets are enabled, the static fallback, the live panel."""
+"""Tests for helpers.widgets: when widgets are enabled, the static fallbacks, the live panels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from helpers import plots, widgets
+from helpers import explain, plots, widgets
+from helpers.models import create_model
 from helpers.transforms import PRESETS
 
 MEAN = (0.49, 0.48, 0.45)
@@ -136,3 +137,87 @@ def test_explorer_rejects_bad_images():
         widgets.augmentation_explorer(torch.zeros(3, 8, 8), mean=MEAN, std=STD)
     with pytest.raises(ValueError, match="non-empty"):
         widgets.augmentation_explorer(torch.zeros(0, 3, 8, 8), mean=MEAN, std=STD)
+
+
+# --- explanation_browser ---------------------------------------------------------------------
+
+CLASSES = ("cat", "dog", "frog")
+
+
+@pytest.fixture
+def cnn() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("simple_cnn", num_classes=len(CLASSES)).eval()
+
+
+@pytest.fixture
+def normalised() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(5, 3, 32, 32, generator=generator)
+
+
+def test_explanation_static_fallback_shows_the_first_images(cnn, normalised, monkeypatch):
+    monkeypatch.setenv(widgets.STATIC_ENV, "1")
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    fig = widgets.explanation_browser(cnn, normalised, labels, CLASSES, MEAN, STD, n=2)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 3  # image, overlay, bars
+    assert [fig.axes[i].get_title() for i in (0, 3)] == ["true: cat", "true: dog"]
+    heat = explain.explain(cnn, normalised[1:2])[0]
+    shown = np.asarray(fig.axes[4].images[0].get_array())
+    assert np.allclose(shown, explain.overlay(normalised[1], heat, MEAN, STD), atol=1e-6)
+    assert len(fig.axes[2].patches) == 3  # top-3 of three classes
+
+
+def test_explanation_panel_has_the_controls(cnn, normalised, in_kernel):
+    panel = widgets.explanation_browser(cnn, normalised, [0, 1, 2, 0, 1], CLASSES, MEAN, STD)
+    assert isinstance(panel, ipywidgets.VBox)
+    controls, output = panel.children
+    assert isinstance(output, ipywidgets.Output)
+    index, target, alpha = controls.children
+    assert (index.min, index.max, index.value) == (0, len(normalised) - 1, 0)
+    assert list(target.options) == [
+        ("predicted class", -1),
+        *((n, i) for i, n in enumerate(CLASSES)),
+    ]
+    assert target.value == -1 and not target.disabled
+    assert (alpha.min, alpha.max, alpha.value) == (0.0, 1.0, 0.5)
+
+
+def test_explanation_controls_redraw_and_explain_the_chosen_class(cnn, normalised, monkeypatch):
+    calls = []
+    draw = plots.show_explained_predictions
+
+    def recording_draw(images, heatmaps, *args, **kwargs):
+        calls.append((images, heatmaps, kwargs["alpha"]))
+        return draw(images, heatmaps, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "show_explained_predictions", recording_draw)
+    browser = widgets.ExplanationBrowser(cnn, normalised, [0, 1, 2, 0, 1], CLASSES, MEAN, STD)
+    expected = torch.softmax(cnn(normalised), dim=1).detach()
+    assert torch.allclose(browser.probabilities, expected, atol=1e-5)
+    browser.index.value = 3
+    browser.target.value = 2
+    browser.alpha.value = 0.25
+    assert len(calls) == 4  # the first drawing, then one per change
+    assert torch.equal(calls[1][0], normalised[3:4])
+    grad_cam = explain.grad_cam(cnn, normalised[3:4], class_idx=2)
+    assert torch.allclose(calls[2][1], grad_cam, atol=1e-6)
+    assert calls[3][2] == 0.25 and len(browser._heatmaps) == 3  # opacity reuses the map
+    assert isinstance(browser.figure, Figure) and len(browser.figure.axes) == 3
+
+
+def test_explanation_panel_cannot_pick_a_class_for_a_vit(normalised, in_kernel):
+    torch.manual_seed(0)
+    vit = create_model("vit_tiny_cifar", num_classes=len(CLASSES)).eval()
+    panel = widgets.explanation_browser(vit, normalised[:2], [0, 1], CLASSES, MEAN, STD)
+    _, target, _ = panel.children[0].children
+    assert target.disabled  # attention rollout does not depend on the class
+
+
+def test_explanation_browser_rejects_bad_input(cnn, normalised):
+    with pytest.raises(ValueError, match="one label per image"):
+        widgets.explanation_browser(cnn, normalised, [0, 1], CLASSES, interactive=False)
+    with pytest.raises(ValueError, match="non-empty"):
+        widgets.explanation_browser(cnn, normalised[:0], [], CLASSES, interactive=False)
+    with pytest.raises(ValueError, match="n must be"):
+        widgets.explanation_browser(cnn, normalised, [0] * 5, CLASSES, n=0)

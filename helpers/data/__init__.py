@@ -15,9 +15,10 @@ This is the first stage of the pipeline, read top to bottom in the order the dat
 4. **Loaders.** The standard path (a ``Dataset`` with per-image ``transforms.v2`` and a
    ``DataLoader``) and the fast path (:class:`DeviceLoader`: the whole uint8 set as one tensor
    on the device, whole batches augmented at once). :func:`make_loaders` builds either from a
-   :class:`helpers.config.DataConfig`. Both repeat exactly per epoch (``set_loader_epoch``),
-   which is what lets training resume exactly, and both share the data out between
-   processes under ``torchrun``.
+   :class:`helpers.config.DataConfig` (:func:`make_loaders_from_indices` takes the training
+   and validation images by index instead, for k-fold cross-validation). Both repeat
+   exactly per epoch (``set_loader_epoch``), which is what lets training resume exactly, and
+   both share the data out between processes under ``torchrun``.
 
 Example:
     >>> data = load_dataset("cifar10")  # doctest: +SKIP
@@ -45,6 +46,7 @@ from ._loaders import (
     build_dataloader,
     compare_loaders,
     make_loaders,
+    make_loaders_from_indices,
     measure_throughput,
     set_loader_epoch,
 )
@@ -87,6 +89,7 @@ __all__ = [
     "load_dataset",
     "long_tailed_subset",
     "make_loaders",
+    "make_loaders_from_indices",
     "make_synthetic_data",
     "measure_throughput",
     "sample_weights",

@@ -639,26 +639,146 @@ def make_loaders(
             a bad rank.
     """
     _check_data_config(data, cfg)
-    shards = _Shards(
+    train, val, test = _split_indices(data, cfg, seed)
+    return _build_loaders(
+        data,
+        cfg,
+        (train, val, test),
+        device=device,
+        seed=seed,
+        stats=(mean, std),
+        shards=(rank, world_size),
+    )
+
+
+def make_loaders_from_indices(
+    data: ImageData,
+    cfg: DataConfig,
+    train_index: torch.Tensor | Sequence[int],
+    val_index: torch.Tensor | Sequence[int],
+    *,
+    device: torch.device | str,
+    seed: int = 0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> Loaders:
+    """Build a run's loaders with the training and validation images chosen by index.
+
+    Like :func:`make_loaders`, except that the training and validation images are exactly
+    ``data.train_images[train_index]`` and ``data.train_images[val_index]``: no
+    ``cfg.val_fraction`` split and no ``cfg.train_images``/``cfg.eval_images`` subsets of
+    them (the test split is still subset by ``cfg.eval_images``). This is what k-fold
+    cross-validation needs: the folds of :func:`stratified_kfold` become the loaders of
+    one run each. Normalisation statistics come from the chosen training images.
+
+    Args:
+        data: from :func:`load_dataset`.
+        cfg: the data section of the run config (batch size, loader path, augmentation).
+        train_index: indices into the training split of the images to train on.
+        val_index: indices into the training split of the images to validate on; empty
+            for no validation loader. Must not share an index with ``train_index``.
+        device: where training runs.
+        seed: seeds the test subset, order and augmentation.
+        mean: per-channel mean; computed from the training images when ``None``.
+        std: per-channel std; computed with the mean when ``None``.
+        rank: this process; from :func:`helpers.runtime.get_rank` when ``None``.
+        world_size: processes sharing the data; from
+            :func:`helpers.runtime.get_world_size` when ``None``.
+
+    Returns:
+        :class:`Loaders` as :func:`make_loaders` returns them.
+
+    Raises:
+        ValueError: for indices that are not 1-D integers within the training split, no
+            training index, an index in both parts, or the settings :func:`make_loaders`
+            refuses.
+
+    >>> from helpers.data import make_synthetic_data
+    >>> data = make_synthetic_data(2, 1, image_size=32)
+    >>> loaders = make_loaders_from_indices(data, DataConfig(), range(10), [10, 11],
+    ...                                     device="cpu", rank=0, world_size=1)
+    >>> len(loaders.train.dataset), len(loaders.val.dataset)
+    (10, 2)
+    """
+    _check_data_config(data, cfg)
+    size = len(data.train_labels)
+    train = _check_index("train_index", train_index, size, allow_empty=False)
+    val = _check_index("val_index", val_index, size, allow_empty=True)
+    shared = sorted(set(train.tolist()) & set(val.tolist()))
+    if shared:
+        raise ValueError(
+            f"{len(shared)} indices are in both train_index and val_index (first: "
+            f"{shared[:5]}); validation images must not be trained on."
+        )
+    test = stratified_subset(data.test_labels, cfg.eval_images, seed=seed)
+    return _build_loaders(
+        data,
+        cfg,
+        (train, val, test),
+        device=device,
+        seed=seed,
+        stats=(mean, std),
+        shards=(rank, world_size),
+    )
+
+
+def _check_index(
+    name: str, index: torch.Tensor | Sequence[int], size: int, *, allow_empty: bool
+) -> torch.Tensor:
+    """Indices as a 1-D int64 CPU tensor within ``[0, size)``; ``ValueError`` otherwise."""
+    tensor = torch.as_tensor(index if isinstance(index, torch.Tensor) else list(index)).cpu()
+    if tensor.numel() == 0:
+        tensor = tensor.reshape(0).long()  # as_tensor([]) is float32
+    if tensor.ndim != 1 or tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of integer indices, got shape "
+            f"{tuple(tensor.shape)} and dtype {tensor.dtype}."
+        )
+    if tensor.numel() == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: there is nothing to train on.")
+    if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= size):
+        raise ValueError(
+            f"{name} must lie in [0, {size - 1}] (the training split), got values from "
+            f"{int(tensor.min())} to {int(tensor.max())}."
+        )
+    return tensor.long()
+
+
+def _build_loaders(
+    data: ImageData,
+    cfg: DataConfig,
+    indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    device: torch.device | str,
+    seed: int,
+    stats: tuple[Sequence[float] | None, Sequence[float] | None],
+    shards: tuple[int | None, int | None],
+) -> Loaders:
+    """The loaders over the train, validation and test indices (the body of both makers)."""
+    rank, world_size = shards
+    processes = _Shards(
         get_rank() if rank is None else rank,
         get_world_size() if world_size is None else world_size,
     )
-    _check_rank(*shards)
+    _check_rank(*processes)
+    mean, std = stats
     if (mean is None) != (std is None):
         raise ValueError("Give both mean and std, or neither (to compute them from the data).")
     device = torch.device(device)
-    train, val, test = _split_indices(data, cfg, seed)
+    train, val, test = indices
     if mean is None or std is None:
         mean, std = channel_stats(data.train_images[train])
-    stats = (tuple(mean), tuple(std))
+    used = (tuple(mean), tuple(std))
     parts = [(data.train_images[train], data.train_labels[train])]
     if len(val):
         parts.append((data.train_images[val], data.train_labels[val]))
     parts.append((data.test_images[test], data.test_labels[test]))
     build = _standard_loaders if cfg.loader == "standard" else _fast_loaders
-    loaders: list[Any] = build(parts, cfg, device, seed, stats, data.num_classes, shards)
+    loaders: list[Any] = build(parts, cfg, device, seed, used, data.num_classes, processes)
     val_loader = loaders[1] if len(val) else None
-    return Loaders(loaders[0], val_loader, loaders[-1], *stats)
+    return Loaders(loaders[0], val_loader, loaders[-1], *used)
 
 
 def _check_data_config(data: ImageData, cfg: DataConfig) -> None:

@@ -41,7 +41,7 @@ from ._optim import (
     build_scheduler,
     param_groups,
 )
-from ._run import evaluate_best, run_training
+from ._run import TrainedModel, evaluate_best, fit_or_load, load_trained, run_training
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -53,6 +53,7 @@ __all__ = [
     "FitResult",
     "LRSchedule",
     "ModelEma",
+    "TrainedModel",
     "accuracy",
     "build_optimizer",
     "build_scheduler",
@@ -61,7 +62,9 @@ __all__ = [
     "evaluate_best",
     "evaluate_epoch",
     "fit",
+    "fit_or_load",
     "load_checkpoint",
+    "load_trained",
     "load_weights",
     "param_groups",
     "resolve_checkpoint_dir",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +12,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from helpers.config import RunConfig, config_to_dict
+from helpers.config import RunConfig, config_from_dict, config_to_dict
 from helpers.data import ImageData, load_dataset, make_loaders
 from helpers.models import create_model_from_config
 from helpers.runtime import autocast_dtype, get_rank, seed_everything
 
-from ._checkpoint import load_weights
-from ._fit import FitResult, _resolve_device, fit
+from ._checkpoint import load_checkpoint, load_weights
+from ._fit import FitResult, _check_resumable, _resolve_device, fit, resolve_checkpoint_dir
 from ._loop import evaluate_epoch
 
 
@@ -32,6 +34,130 @@ def _load_data(cfg: RunConfig) -> ImageData:
     if distributed and get_rank() == 0:
         dist.barrier()
     return data
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A network rebuilt from a checkpoint, with what it was trained on.
+
+    Attributes:
+        model: the network with the checkpoint's weights (EMA weights when kept), in
+            evaluation mode, on the requested device.
+        config: the run's config, as it was trained.
+        class_names: the name of each output class, in label order.
+        epoch: the last finished epoch stored in the checkpoint.
+        history: one row per finished epoch, as :func:`fit` returned it.
+        path: the checkpoint file.
+        mean: per-channel mean the inputs were normalised with (``None`` if unknown).
+        std: per-channel standard deviation, likewise.
+    """
+
+    model: nn.Module
+    config: RunConfig
+    class_names: list[str]
+    epoch: int
+    history: list[dict[str, Any]]
+    path: Path
+    # None for checkpoints written before fit stored them (see helpers.export)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+def load_trained(
+    path: str | os.PathLike[str], *, device: torch.device | str = "cpu", use_ema: bool = True
+) -> TrainedModel:
+    """Rebuild a trained network from a :func:`fit` checkpoint, without its optimiser.
+
+    The checkpoint holds the run's config, so the architecture is rebuilt with
+    :func:`helpers.models.create_model_from_config` and the weights loaded strictly: this is
+    how later chapters reuse a model trained earlier (``best.pt`` of a run).
+
+    Args:
+        path: a checkpoint written by :func:`fit` (``best.pt`` or ``last.pt``).
+        device: where to put the model.
+        use_ema: take the EMA weights when the run kept them.
+
+    Returns:
+        The :class:`TrainedModel`.
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a file that is not a readable checkpoint, or whose config is invalid.
+        RuntimeError: when the weights do not fit the architecture the config names.
+    """
+    state = load_checkpoint(path)
+    cfg = config_from_dict(RunConfig, state["config"])
+    model = create_model_from_config(cfg.model)
+    weights = state["ema"]["module"] if use_ema and state.get("ema") else state["model"]
+    model.load_state_dict(weights)
+    return TrainedModel(
+        model=model.to(device).eval(),
+        config=cfg,
+        class_names=list(state.get("class_names") or []),
+        epoch=int(state["epoch"]),
+        history=list(state.get("history") or []),
+        path=Path(path),
+        **_normalization(state),
+    )
+
+
+def _normalization(state: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+    """``mean`` and ``std`` from a checkpoint's ``normalization`` entry, when it has one."""
+    stats = state.get("normalization")
+    if not stats:
+        return {}
+    return {"mean": tuple(stats["mean"]), "std": tuple(stats["std"])}
+
+
+def _saved_run(last: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """``last``'s checkpoint when a run of ``cfg`` may resume (or reuse) it, else ``None``."""
+    state = load_checkpoint(last)
+    try:
+        _check_resumable(state["config"], cfg, last)
+    except ValueError as err:
+        print(f"not reusing {last}: {err}")
+        return None
+    return state
+
+
+def fit_or_load(
+    cfg: RunConfig, data: ImageData, *, device: torch.device | str | None = None
+) -> TrainedModel:
+    """The best model of the run ``cfg`` describes: reused when its checkpoints exist.
+
+    Later chapters call this with the config an earlier chapter trained (the same
+    :mod:`helpers.recipes` recipe, hence the same ``train.run_name``): when that run finished,
+    its ``best.pt`` is loaded at once; when it was interrupted, it continues from ``last.pt``;
+    when it never ran, or ran with other settings, it trains now (afresh).
+
+    Args:
+        cfg: the run config, profile applied.
+        data: the data set to train on (:func:`helpers.data.load_dataset`).
+        device: where to train and put the model; :func:`helpers.runtime.get_device` when
+            ``None``.
+
+    Returns:
+        The :class:`TrainedModel` of the run's best checkpoint (its last, without
+        validation), in evaluation mode on ``device``.
+
+    Raises:
+        ValueError: for bad settings.
+        FloatingPointError: when training diverges.
+    """
+    device = _resolve_device(device)
+    folder = resolve_checkpoint_dir(cfg)
+    state = _saved_run(folder / "last.pt", cfg) if (folder / "last.pt").is_file() else None
+    if state is not None and (state["epoch"] >= cfg.train.epochs or state["stopped_early"]):
+        best = folder / "best.pt"
+        path = best if best.is_file() else folder / "last.pt"
+        print(f"reusing the finished run {folder} ({state['epoch']} epochs): {path.name}")
+        return load_trained(path, device=device)
+    resume = state is not None
+    loaders = make_loaders(data, cfg.data, device=device, seed=cfg.train.seed)
+    seed_everything(cfg.train.seed)  # the same initial weights as the run it may continue
+    model = create_model_from_config(cfg.model)
+    result = fit(model, loaders, cfg, device=device, class_names=data.class_names, resume=resume)
+    return load_trained(result.best_checkpoint or result.last_checkpoint, device=device)
 
 
 def evaluate_best(
