@@ -8,6 +8,7 @@ One module per stage of the pipeline, in the order data flows through them::
     train, tune         fit with checkpoints, resume, AMP, EMA, DDP; short runs compared
     recipes             the named settings each model of the book is trained with
     evaluate            predictions, reports, curves, calibration, k-fold CV, error analysis
+    transfer            pretrained timm models, their preprocessing, freezing, linear probes
     explain             Grad-CAM for CNNs; attention maps and rollout for ViTs
     plots, widgets      every figure; interactive explorers with static fallbacks
 
@@ -34,6 +35,7 @@ _SUBMODULES = (
     "recipes",
     "tune",
     "evaluate",
+    "transfer",
     "explain",
     "plots",
     "widgets",

@@ -216,6 +216,9 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # not applied to norms and biases
+    # layer-wise lr decay (timm models): layer i of L trains at lr * layer_decay ** (L - i),
+    # the head at lr; None = every layer at lr (see helpers.transfer.layer_decay_param_groups)
+    layer_decay: float | None = None
     schedule: Literal["constant", "onecycle", "cosine"] = "onecycle"
     warmup_epochs: float = 1.0  # linear warm-up, for the cosine schedule (at most half the run)
     onecycle_peak: float = 0.25  # share of the steps spent rising to the peak lr (one-cycle)

@@ -213,6 +213,10 @@ def _check_train_config(train: TrainConfig) -> None:
         (train.grad_clip is not None and train.grad_clip <= 0, "grad_clip must be > 0 or null"),
         (train.warmup_epochs < 0, "warmup_epochs must be >= 0"),
         (
+            train.layer_decay is not None and not 0 < train.layer_decay <= 1,
+            "layer_decay must lie in (0, 1] or be null",
+        ),
+        (
             train.max_steps_per_epoch is not None and train.max_steps_per_epoch < 1,
             "max_steps_per_epoch must be at least 1 or null",
         ),
@@ -286,6 +290,7 @@ def _optimisation(
         weight_decay=train.weight_decay,
         momentum=train.momentum,
         nesterov=train.nesterov,
+        layer_decay=train.layer_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(train, steps))
     dtype = autocast_dtype(device, train.precision)
@@ -385,6 +390,14 @@ def _wrap(session: _Session) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _normalization(loaders: _HasLoaders) -> dict[str, list[float]] | None:
+    """The loaders' per-channel ``mean`` and ``std`` (as :class:`~helpers.data.Loaders` has)."""
+    mean, std = getattr(loaders, "mean", None), getattr(loaders, "std", None)
+    if mean is None or std is None:
+        return None
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
 def _checkpoint_state(session: _Session, rng: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything needed to rebuild the model and to continue the run exactly."""
     import helpers
@@ -402,6 +415,7 @@ def _checkpoint_state(session: _Session, rng: list[dict[str, Any]]) -> dict[str,
         "rng": rng,  # one entry per process
         "config": config_to_dict(session.cfg),
         "class_names": session.class_names,
+        "normalization": _normalization(session.loaders),  # what a Predictor needs
         "world_size": get_world_size(),
         "versions": {"torch": str(torch.__version__), "helpers": str(helpers.__version__)},
     }

@@ -62,8 +62,11 @@ def build_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     nesterov: bool = True,
+    layer_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """SGD (with momentum, optionally Nesterov) or AdamW over :func:`param_groups`.
+
+    Frozen parameters (``requires_grad=False``) are left out.
 
     Args:
         model: the network.
@@ -72,6 +75,9 @@ def build_optimizer(
         weight_decay: applied to weights only, never to norms and biases.
         momentum: SGD's momentum (AdamW ignores it).
         nesterov: SGD's Nesterov variant; needs ``momentum > 0``.
+        layer_decay: for a timm model, learning rates that shrink by this factor per layer
+            towards the input (:func:`helpers.transfer.layer_decay_param_groups`; ``lr`` is
+            the head's); ``None`` gives every parameter ``lr``.
 
     Returns:
         The optimiser.
@@ -83,7 +89,14 @@ def build_optimizer(
         raise ValueError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
     if lr <= 0 or momentum < 0:
         raise ValueError(f"lr must be > 0 and momentum >= 0, got lr={lr!r}, momentum={momentum!r}.")
-    groups = param_groups(model, weight_decay)
+    if layer_decay is None:
+        groups = param_groups(model, weight_decay)
+    else:
+        from helpers.transfer import layer_decay_param_groups
+
+        groups = layer_decay_param_groups(
+            model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay
+        )
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if nesterov and momentum == 0:
