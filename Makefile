@@ -14,7 +14,7 @@ STAMP   := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; set PYTHON=python3.x")'
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[book,dev]"
+	$(VPY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[book,serve,dev]"
 	@touch $(STAMP)
 
 book: $(STAMP)

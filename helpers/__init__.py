@@ -10,6 +10,8 @@ One module per stage of the pipeline, in the order data flows through them::
     evaluate            predictions, reports, curves, calibration, k-fold CV, error analysis
     transfer            pretrained timm models, their preprocessing, freezing, linear probes
     explain             Grad-CAM for CNNs; attention maps and rollout for ViTs
+    export              TorchScript/ONNX checked against eager, int8, a Predictor
+    serve               a FastAPI app: predictions, explanations, metrics, upload page
     plots, widgets      every figure; interactive explorers with static fallbacks
 
 Notebooks import the package once and call it qualified, so every call shows its origin::
@@ -37,6 +39,8 @@ _SUBMODULES = (
     "evaluate",
     "transfer",
     "explain",
+    "export",
+    "serve",
     "plots",
     "widgets",
 )
