@@ -15,10 +15,13 @@ treats ours and timm's alike.
    embedding, multi-head self-attention, MLP, pre-norm encoder blocks (Dosovitskiy et al.,
    2021, "An Image is Worth 16x16 Words"), from ``vit_tiny_cifar`` up to the paper's
    ``vit_b16`` (86.6M parameters). Attention maps come from ``return_attention=True``.
-4. **A registry**: :func:`create_model` builds our models by name (:func:`list_models`)
+4. **FastNet**, the network of the fast recipe (:mod:`helpers.fast`): a frozen 2x2
+   patch-whitening convolution and three groups of two 3x3 convolutions (64-256-256),
+   after Jordan's airbench94 (2024); ``create_model("fastnet")``.
+5. **A registry**: :func:`create_model` builds our models by name (:func:`list_models`)
    and any other name through :func:`timm.create_model`, with pretrained weights from
    timm's hub or, offline, from a local file.
-5. **summary**: a layer table with output shapes and parameter counts;
+6. **summary**: a layer table with output shapes and parameter counts;
    :func:`receptive_field` measures how much of the input one unit of a layer sees.
 
 Example:
@@ -33,6 +36,7 @@ Example:
 """
 
 from ._cnn import ConvBNReLU, ResidualBlock, ResNet9, SimpleCNN, resnet9, resnet9_narrow, simple_cnn
+from ._fastnet import FastNet, fastnet
 from ._receptive import receptive_field
 from ._registry import create_model, create_model_from_config, list_models, register_model
 from ._summary import count_parameters, summary
@@ -51,6 +55,7 @@ __all__ = [
     "MLP",
     "ConvBNReLU",
     "EncoderBlock",
+    "FastNet",
     "MultiHeadSelfAttention",
     "PatchEmbedding",
     "ResNet9",
@@ -60,6 +65,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "create_model_from_config",
+    "fastnet",
     "list_models",
     "receptive_field",
     "register_model",
