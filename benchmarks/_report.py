@@ -40,9 +40,11 @@ def machine_line() -> str:
     )
 
 
-def write_report(name: str, title: str, body: str) -> Path:
-    """Write ``book/benchmarks/<name>.md`` with the command, machine and date above ``body``."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def write_report(name: str, title: str, body: str, directory: Path | None = None) -> Path:
+    """Write ``book/benchmarks/<name>.md`` (or ``<directory>/<name>.md``) with the command,
+    machine and date above ``body``."""
+    directory = RESULTS_DIR if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     module = f"benchmarks.{Path(sys.argv[0]).stem}"
     command = shlex.join(["python", "-m", module, *sys.argv[1:]])
     today = dt.date.today().isoformat()
@@ -51,6 +53,6 @@ def write_report(name: str, title: str, body: str) -> Path:
         f"Measured on {today}: {machine_line()}.\n"
         f"Command: `{command}`\n\n{body.strip()}\n"
     )
-    path = RESULTS_DIR / f"{name}.md"
+    path = directory / f"{name}.md"
     path.write_text(page, encoding="utf-8")
     return path

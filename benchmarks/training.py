@@ -14,9 +14,10 @@ Two parts, each run side by side in one process:
    other programs only ever slow a step down.
 2. **Quick-profile results on CIFAR-10.** ``simple_cnn``, ``resnet9_narrow`` and
    ``vit_tiny_cifar`` trained with :func:`helpers.train.fit` on the real images with the
-   recipes of :data:`QUICK_RECIPES` (fast loader, bf16, channels-last; one-cycle SGD with
-   Nesterov momentum for the CNNs, AdamW with a warmed-up cosine schedule for the ViT), each
-   sized to train in a few minutes on 2 CPU cores; the best epoch's weights (by validation
+   book's recipes (:mod:`helpers.recipes`, as chapter 4 trains them: fast loader, bf16,
+   channels-last; one-cycle SGD with Nesterov momentum for the CNNs, AdamW with a
+   warmed-up cosine schedule for the ViT), each sized to train in a few minutes on 2 CPU
+   cores; the best epoch's weights (by validation
    accuracy) are tested on the 10,000 test images.
 
 A full run prints both tables and writes ``book/benchmarks/training.md``, which the book's
@@ -51,6 +52,7 @@ from torch import nn
 
 import helpers as hp
 from benchmarks._report import markdown_table, write_report
+from helpers import recipes
 
 # ----------------------------------------------------------------------------------------------
 # Part 1: precision and memory layout
@@ -329,49 +331,11 @@ QUICK_BASE: dict[str, Any] = {
     "train.seed": 0,
 }
 
-# Per model: dotted keys for helpers.config.replace_values, on top of QUICK_BASE. Sized to
-# train in a few minutes on 2 CPU cores (see the benchmark page for the measured times).
+# Per model: the book's own recipes (helpers.recipes, the ones chapter 4 trains), in the quick
+# profile, under a run name of their own so the benchmark never reuses a chapter's checkpoint.
 QUICK_RECIPES: dict[str, dict[str, Any]] = {
-    "simple_cnn": {
-        "model.name": "simple_cnn",
-        "train.run_name": "quick_simple_cnn",
-        "data.train_images": None,  # all 45,000
-        "data.batch_size": 256,
-        "train.epochs": 15,
-        "train.optimizer": "sgd",
-        "train.lr": 0.1,  # peak of the one-cycle schedule, for batches of 256
-        "train.weight_decay": 5e-4,
-        "train.schedule": "onecycle",
-    },
-    "resnet9_narrow": {
-        "model.name": "resnet9_narrow",
-        "train.run_name": "quick_resnet9_narrow",
-        "data.train_images": None,
-        "data.batch_size": 256,
-        "train.epochs": 6,
-        "train.optimizer": "sgd",
-        "train.lr": 0.2,
-        "train.weight_decay": 5e-4,
-        "train.schedule": "onecycle",
-        "train.label_smoothing": 0.1,
-        # The first steps' gradient norm is ~18: unclipped, the loss explodes (to 10 and
-        # more) even at a constant lr of 0.02; clipped, it falls from the first step.
-        "train.grad_clip": 1.0,
-    },
-    "vit_tiny_cifar": {
-        "model.name": "vit_tiny_cifar",
-        "train.run_name": "quick_vit_tiny_cifar",
-        "model.kwargs": {"fused_attn": False},  # plain softmax attention: faster in bf16 here
-        "data.train_images": None,
-        "data.batch_size": 128,
-        "train.epochs": 4,
-        "train.optimizer": "adamw",
-        "train.lr": 1e-3,
-        "train.weight_decay": 0.05,
-        "train.schedule": "cosine",
-        "train.warmup_epochs": 1.0,  # linear warm-up over the first epoch
-        "train.label_smoothing": 0.1,
-    },
+    name: {**recipes.recipe(name, "quick"), "train.run_name": f"quick_{name}"}
+    for name in recipes.RECIPES
 }
 
 # --tiny: the same recipes, shrunk to two small batches of synthetic data.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,45 @@ def test_cli_exports_a_checkpoint(tmp_path, checkpoint, capsys) -> None:
     assert "model.ts" in capsys.readouterr().out
     assert main(["export", "--checkpoint", str(tmp_path / "no.pt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_logits_are_the_runtimes_raw_outputs_in_chunks(checkpoint, exported) -> None:
+    onnx = ex.Predictor.from_path(exported["onnx"], threads=1, batch_size=4)
+    eager = ex.Predictor.from_path(checkpoint)
+    batch = _batch(10)  # three chunks of at most 4
+    logits = onnx.logits(batch)
+    assert logits.shape == (10, 10)
+    with torch.inference_mode():
+        expected = ht.load_trained(checkpoint).model(batch).numpy()
+    assert np.allclose(logits, expected, atol=1e-4)
+    assert np.allclose(eager.logits(batch), expected, atol=1e-6)
+    probs = onnx.probabilities([Image.new("RGB", (32, 32), "red")])
+    assert probs.shape == (1, 10) and np.isclose(probs.sum(), 1.0)
+
+
+def test_compare_runtimes_times_every_runner_on_the_same_batches() -> None:
+    seen: dict[str, list[tuple[int, ...]]] = {"fast": [], "slow": []}
+
+    def runner(name: str, pause: float):
+        def run(batch: torch.Tensor) -> None:
+            seen[name].append(tuple(batch.shape))
+            time.sleep(pause)
+
+        return run
+
+    table = ex.compare_runtimes(
+        {"slow": runner("slow", 0.004), "fast": runner("fast", 0.001)},
+        image_size=8,
+        batch_sizes=(1, 4),
+        rounds=2,
+        calls=2,
+    )
+    assert list(table.index) == ["slow", "fast"]
+    assert seen["fast"].count((4, 3, 8, 8)) == 1 + 2 * 2  # warm-up, then rounds x calls
+    assert table.loc["slow", "batch 1: speed-up"] == 1.0  # the first runner is the baseline
+    assert table.loc["fast", "batch 4: speed-up"] > 1.5
+    assert table.loc["fast", "batch 4: images/s"] == pytest.approx(
+        4e3 / table.loc["fast", "batch 4: ms"]
+    )
+    with pytest.raises(ValueError, match="positive"):
+        ex.compare_runtimes({"x": runner("fast", 0)}, image_size=8, rounds=0)

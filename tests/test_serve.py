@@ -3,10 +3,17 @@ while the app keeps serving, Prometheus metrics, the command line, and a real se
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +24,7 @@ from fastapi.testclient import TestClient
 from helpers import export as ex
 from helpers import serve
 from helpers.__main__ import build_parser, main
+from tests.conftest import REPO_ROOT
 from tests.serve_fixtures import (
     encode,
     noise_image,
@@ -37,8 +45,13 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> ex.Predictor:
-    return ex.Predictor.from_path(train_tiny_checkpoint(tmp_path_factory.mktemp("run")))
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint) -> ex.Predictor:
+    return ex.Predictor.from_path(checkpoint)
 
 
 @pytest.fixture
@@ -231,9 +244,63 @@ def test_create_app_rejects_bad_limits(predictor) -> None:
 
 def test_cli_serve_defaults_to_loopback_and_reports_bad_models(tmp_path, capsys) -> None:
     args = build_parser().parse_args(["serve", "--model", "m.onnx"])
-    assert (args.host, args.port, args.backend, args.threads) == ("127.0.0.1", 8000, "auto", None)
+    assert (args.host, args.port, args.backend, args.threads) == ("127.0.0.1", 8000, "auto", 1)
+    assert (args.workers, args.concurrency, args.access_log) == (1, None, False)
     assert main(["serve", "--model", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_zero_workers(checkpoint, capsys) -> None:
+    assert main(["serve", "--model", str(checkpoint), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_app_spec_builds_the_app_each_worker_serves(checkpoint, monkeypatch) -> None:
+    spec = serve.AppSpec(model=str(checkpoint), max_upload_bytes=MAX_UPLOAD, max_concurrency=3)
+    monkeypatch.setenv("HELPERS_SERVE_APP", json.dumps(dataclasses.asdict(spec)))
+    app = serve.app_from_environment()
+    assert app.state.settings.max_upload_bytes == MAX_UPLOAD
+    assert app.state.settings.limiter.total_tokens == 3
+    with TestClient(app) as client:
+        assert client.get("/health").json()["model"] == "simple_cnn"
+    with pytest.raises(ValueError, match="workers"):
+        serve.run_workers(spec, workers=0)
+
+
+class _CountingRunner:
+    """Logits of zeros, slowly, recording how many calls overlap."""
+
+    def __init__(self) -> None:
+        self.lock, self.active, self.most = threading.Lock(), 0, 0
+
+    def __call__(self, images) -> np.ndarray:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.2)  # long enough for every request to arrive meanwhile
+        with self.lock:
+            self.active -= 1
+        return np.zeros((len(images), 10), dtype=np.float32)
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_at_most_max_concurrency_requests_are_classified_at_once(predictor, limit) -> None:
+    runner = _CountingRunner()
+    slow = ex.Predictor(runner, predictor.meta, backend="onnx")
+    runner.most = 0  # the constructor's check ran once
+    app = serve.create_app(slow, max_concurrency=limit)
+    with serve.start_server(app) as server:
+        url = server.url + "/predict"
+
+        def post(_: int) -> int:
+            with urllib.request.urlopen(_post_file(url, _png()), timeout=30) as response:
+                return response.status
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            assert list(pool.map(post, range(6))) == [200] * 6
+    assert runner.most == limit
+    with pytest.raises(ValueError, match="max_concurrency"):
+        serve.create_app(slow, max_concurrency=0)
 
 
 def _post_file(url: str, data: bytes, name: str = "a.png") -> urllib.request.Request:
@@ -268,5 +335,61 @@ def test_a_real_server_answers_over_http_and_stops(app) -> None:
         urllib.request.urlopen(server.url + "/health", timeout=2)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise AssertionError(f"no answer from {url} (exit status {process.poll()})")
+
+
+@pytest.mark.slow
+def test_cli_serves_from_worker_processes(checkpoint, tmp_path) -> None:
+    """``--workers 2``: two processes, each building the app from the spec, share the port."""
+    port = _free_port()
+    command = [sys.executable, "-m", "helpers", "serve", "--model", str(checkpoint)]
+    command += ["--port", str(port), "--workers", "2"]
+    with (tmp_path / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process)
+        with urllib.request.urlopen(_post_file(url + "/predict", _png()), timeout=30) as r:
+            assert len(json.load(r)["top"]) == 5
+        tasks = Path(f"/proc/{process.pid}/task")
+        if tasks.is_dir():  # Linux: the supervisor's children
+            children = [c for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+            assert len(children) >= 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "2 workers" in (tmp_path / "server.log").read_text()
+
+
 def test_the_page_is_packaged_with_the_module() -> None:
     assert (Path(serve.__file__).parent / "index.html").is_file()
+
+
+def test_the_client_calls_every_endpoint_and_raises_on_refusals(app) -> None:
+    with serve.start_server(app) as server:
+        client = serve.ServiceClient(server.url, timeout=30)
+        assert client.health()["model_version"] == "test-7"
+        answer = client.predict(_png(), filename='odd "name".png', topk=3)
+        assert len(answer["top"]) == 3 and answer["filename"] == "odd %22name%22.png"
+        batch = client.predict_batch([_png(0), _png(1)], topk=2)
+        assert [len(r["top"]) for r in batch["results"]] == [2, 2]
+        assert client.explain(_png()).startswith(b"\x89PNG")
+        with pytest.raises(serve.ServiceError) as caught:
+            client.predict(b"GIF89a and more")
+        assert caught.value.status == 415 and "not an image" in caught.value.detail
+        assert 'status="415"' in client.metrics()

@@ -25,8 +25,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("auto", "smoke", "quick", "full")
-# Copied into the staging folder as they are; notebooks are executed into it instead.
-STAGED = ("_config.yml", "_toc.yml", "book", "helpers", "benchmarks")
+# Copied into the staging folder as they are; notebooks are executed into it instead. The
+# deployment chapter shows the Dockerfile, the compose file and the image workflow.
+STAGED = (
+    "_config.yml",
+    "_toc.yml",
+    "book",
+    "helpers",
+    "benchmarks",
+    "Dockerfile",
+    "deploy",
+    ".github/workflows",
+)
 
 
 def toc_files(toc_path: Path) -> list[str]:

@@ -18,6 +18,7 @@ The deployment chapter's first half, in the order a model leaves training:
    :func:`load_image` decodes; :func:`decode_image` does both; refusals raise
    :class:`ImageRejected`),
    returns the top-k labels, and explains a prediction as a PNG overlay.
+5. **Speed.** :func:`compare_runtimes` times the forms side by side (interleaved rounds).
 
 Example:
     >>> paths = export_model("data/checkpoints/run/best.pt", "exports")  # doctest: +SKIP
@@ -56,6 +57,7 @@ from ._images import (
 from ._meta import SIDECAR_FORMAT, ModelMeta, load_meta, meta_from_trained, save_meta, sidecar_path
 from ._predictor import BACKENDS, MODEL_SUFFIXES, ExplainUnavailableError, Predictor
 from ._quantize import quantization_accuracy_cost, quantize_dynamic_int8, state_dict_bytes
+from ._timing import compare_runtimes
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -78,6 +80,7 @@ __all__ = [
     "UnsupportedImageError",
     "check_dimensions",
     "check_parity",
+    "compare_runtimes",
     "decode_image",
     "export_model",
     "export_onnx",

@@ -315,11 +315,18 @@ class Predictor:
             raise ValueError("No images given.")
         return torch.stack([self._transform(picture) for picture in pictures])  # (B, C, H, W)
 
+    def logits(self, batch: Tensor) -> np.ndarray:
+        """The model's raw outputs for a preprocessed batch, ``(B, C, H, W)`` -> ``(B, K)``.
+
+        What the runtime alone costs, without decoding and preprocessing: the timing
+        comparisons of :func:`helpers.export.compare_runtimes` call this.
+        """
+        chunks = [self._run(chunk) for chunk in batch.split(self.batch_size)]  # [(b, K)]
+        return np.concatenate(chunks)
+
     def probabilities(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Class probabilities, ``(B, K)`` float64 rows that sum to 1, in batches."""
-        batch = self.preprocess(images)  # (B, C, H, W)
-        logits = [self._run(chunk) for chunk in batch.split(self.batch_size)]  # [(b, K)]
-        return _softmax(np.concatenate(logits))
+        return _softmax(self.logits(self.preprocess(images)))  # (B, K)
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], topk: int = 5

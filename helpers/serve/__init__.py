@@ -5,7 +5,8 @@ The deployment chapter's second half. :func:`create_app` wraps a
 ``POST /predict/batch``, ``POST /explain``, ``GET /health``, ``GET /metrics``, a page at
 ``/`` and OpenAPI docs at ``/docs``) that refuses hostile uploads with a 4xx JSON answer and
 keeps serving. :func:`run_server` runs it in the foreground (``python -m helpers serve``),
-:func:`start_server` in a background thread (notebooks, tests, benchmarks).
+:func:`run_workers` in several processes (``--workers``), :func:`start_server` in a
+background thread (notebooks, tests). :class:`ServiceClient` calls it from Python.
 
 Needs the ``serve`` extra: ``pip install "helpers[serve]"``.
 
@@ -28,8 +29,18 @@ from ._app import (
     PredictResponse,
     create_app,
 )
+from ._client import ServiceClient, ServiceError, encode_multipart
 from ._metrics import ServeMetrics
-from ._server import DEFAULT_HOST, DEFAULT_PORT, BackgroundServer, run_server, start_server
+from ._server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    AppSpec,
+    BackgroundServer,
+    app_from_environment,
+    run_server,
+    run_workers,
+    start_server,
+)
 from ._upload import BadUploadError
 
 __all__ = [
@@ -37,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_FILES",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_PORT",
+    "AppSpec",
     "BackgroundServer",
     "BadUploadError",
     "BatchResponse",
@@ -46,7 +58,12 @@ __all__ = [
     "Prediction",
     "Predictor",
     "ServeMetrics",
+    "ServiceClient",
+    "ServiceError",
+    "app_from_environment",
     "create_app",
+    "encode_multipart",
     "run_server",
+    "run_workers",
     "start_server",
 ]

@@ -18,18 +18,22 @@ from the header before decoding), a truncated or damaged file (400).
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from helpers.export import (
     ExplainUnavailableError,
@@ -43,6 +47,7 @@ from helpers.export import (
 from ._metrics import ServeMetrics
 from ._upload import BadUploadError, Part, files_from_body, read_body
 
+T = TypeVar("T")
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # the largest request body, all files together
 DEFAULT_MAX_FILES = 16  # images per /predict/batch request
 _PAGE_POLICY = (  # the page loads nothing from elsewhere: inline script and style only
@@ -115,6 +120,24 @@ class _Settings:
     max_pixels: int
     max_side: int
     max_files: int
+    limiter: anyio.CapacityLimiter  # requests decoded and classified at once
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+async def _in_worker(settings: _Settings, work: Callable[..., T], *args: Any) -> T:
+    """Run ``work(settings, *args)`` in a worker thread, at most ``limiter`` of them at once.
+
+    The event loop stays free to read requests meanwhile. More worker threads than cores
+    would only take turns at the GIL for the Python parts (decoding, preprocessing, top-k)
+    and stretch every request's latency; the rest wait their turn in the event loop.
+    """
+    return await anyio.to_thread.run_sync(work, settings, *args, limiter=settings.limiter)
 
 
 def _upload_doc(field: str, many: bool) -> dict[str, Any]:
@@ -218,23 +241,37 @@ def _add_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
     app.add_exception_handler(Exception, internal)
 
 
-def _add_observer(app: FastAPI, metrics: ServeMetrics) -> None:
-    """Count every request by its route and status, time it, and forbid content sniffing."""
+class _Observer:
+    """ASGI middleware: count every request by route and status, time it, forbid sniffing.
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    A plain ASGI wrapper rather than ``@app.middleware("http")``: Starlette's
+    ``BaseHTTPMiddleware`` runs each request in an extra task and streams the response
+    through a queue, which costs more per request than the rest of this middleware.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start, status = time.perf_counter(), 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Content-Type-Options", "nosniff")
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            return response
+            await self.app(scope, receive, send_observed)
         finally:
-            route = request.scope.get("route")
+            route = scope.get("route")  # set by the router on this same scope
             path = getattr(route, "path", "unmatched")  # the template: few distinct labels
-            metrics.observe_request(path, request.method, status, time.perf_counter() - start)
+            self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +287,7 @@ def _add_prediction_routes(app: FastAPI, settings: _Settings) -> None:
     async def predict(request: Request, topk: int = topk_query) -> PredictResponse:
         """Classify one image: the form field ``file``, or the raw request body."""
         parts = _single(await _read_files(request, settings, ("file",)))
-        (result,) = await run_in_threadpool(_classify, settings, parts, topk)
+        (result,) = await _in_worker(settings, _classify, parts, topk)
         return PredictResponse(model_version=settings.version, **result.model_dump())
 
     @app.post(
@@ -259,7 +296,7 @@ def _add_prediction_routes(app: FastAPI, settings: _Settings) -> None:
     async def predict_batch(request: Request, topk: int = topk_query) -> BatchResponse:
         """Classify several images (form field ``files``, repeated) in one batch."""
         parts = await _read_files(request, settings, ("files", "file"))
-        results = await run_in_threadpool(_classify, settings, parts, topk)
+        results = await _in_worker(settings, _classify, parts, topk)
         return BatchResponse(model_version=settings.version, results=results)
 
     @app.post(
@@ -271,7 +308,7 @@ def _add_prediction_routes(app: FastAPI, settings: _Settings) -> None:
     async def explain(request: Request) -> Response:
         """The explanation of the predicted class, over the image as the model saw it (PNG)."""
         parts = _single(await _read_files(request, settings, ("file",)))
-        png = await run_in_threadpool(_explain, settings, parts)
+        png = await _in_worker(settings, _explain, parts)
         return Response(png, media_type="image/png", headers={"X-Model-Version": settings.version})
 
 
@@ -310,6 +347,7 @@ def create_app(
     max_pixels: int | None = None,
     max_side: int | None = None,
     max_files: int = DEFAULT_MAX_FILES,
+    max_concurrency: int | None = None,
     model_version: str | None = None,
 ) -> FastAPI:
     """A FastAPI app that serves ``predictor`` (see the module docstring for the endpoints).
@@ -320,6 +358,8 @@ def create_app(
         max_pixels: the most pixels an image may have; ``None``: the predictor's limit.
         max_side: the most pixels on either side; ``None``: the predictor's limit.
         max_files: the most images in one ``/predict/batch`` request.
+        max_concurrency: the most requests decoded and classified at once, each in a
+            worker thread; ``None``: the available CPU cores (at least 2). Others wait.
         model_version: reported with every answer; ``None``: the predictor's version.
 
     Returns:
@@ -336,13 +376,22 @@ def create_app(
     limits = {"max_upload_bytes": max_upload_bytes, "max_files": max_files}
     limits["max_pixels"] = predictor.max_pixels if max_pixels is None else max_pixels
     limits["max_side"] = predictor.max_side if max_side is None else max_side
+    concurrency = max(2, available_cores()) if max_concurrency is None else max_concurrency
+    limits["max_concurrency"] = concurrency
     bad = {key: value for key, value in limits.items() if not isinstance(value, int) or value < 1}
     if bad:
         raise ValueError(f"Limits must be positive integers, got {bad}.")
     version = model_version or predictor.version
     meta = predictor.meta
     metrics = ServeMetrics(model=meta.model_name, version=version, backend=predictor.backend)
-    settings = _Settings(predictor=predictor, metrics=metrics, version=version, **limits)
+    del limits["max_concurrency"]
+    settings = _Settings(
+        predictor=predictor,
+        metrics=metrics,
+        version=version,
+        limiter=anyio.CapacityLimiter(concurrency),
+        **limits,
+    )
     app = FastAPI(
         title="Image classifier",
         version=version,
@@ -351,7 +400,7 @@ def create_app(
     )
     app.state.settings = settings
     _add_error_handlers(app, metrics)
-    _add_observer(app, metrics)
+    app.add_middleware(_Observer, metrics=metrics)
     _add_prediction_routes(app, settings)
     _add_service_routes(app, settings)
     return app
