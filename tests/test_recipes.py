@@ -44,8 +44,8 @@ def _smoke_cfg(tmp_path, **overrides: object) -> config.RunConfig:
     return recipes.recipe_config("simple_cnn", "smoke", {**values, **overrides})
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_fit_or_load_trains_once_then_reuses_the_finished_run(tmp_path, capsys) -> None:
-    torch.set_num_threads(1)
     data = hd.make_synthetic_data(10, 8, image_size=32)
     first = ht.fit_or_load(_smoke_cfg(tmp_path), data, device="cpu")
     assert "epoch" in capsys.readouterr().out and first.path.name == "best.pt"
@@ -56,8 +56,8 @@ def test_fit_or_load_trains_once_then_reuses_the_finished_run(tmp_path, capsys) 
     assert again.class_names == list(data.class_names) and not again.model.training
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_fit_or_load_retrains_when_the_settings_changed(tmp_path, capsys) -> None:
-    torch.set_num_threads(1)
     data = hd.make_synthetic_data(10, 8, image_size=32)
     ht.fit_or_load(_smoke_cfg(tmp_path), data, device="cpu")
     capsys.readouterr()

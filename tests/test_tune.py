@@ -4,7 +4,6 @@ what is wrong."""
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
 
 from helpers import config, tune
@@ -14,13 +13,7 @@ from tests.conftest import TORCH_DEVICE
 METRICS = ["best val_acc", "best epoch", "last val_acc", "last train_acc", "epochs", "seconds"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a busy machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
