@@ -178,13 +178,20 @@ def _create_timm_model(
         raise RuntimeError(_offline_message(name)) from err
 
 
-def _offline_message(name: str) -> str:
-    """How to get pretrained weights for ``name`` without internet."""
+def hub_source(name: str) -> tuple[str, str]:
+    """Where timm fetches ``name``'s weights (its Hugging Face hub id), and a note for
+    error messages saying ``HF_HUB_OFFLINE=1`` is set (empty when it is not)."""
     from timm.models import get_pretrained_cfg
 
     config = get_pretrained_cfg(name, allow_unregistered=True)
     hub_id = getattr(config, "hf_hub_id", None) or f"timm/{name}"
     offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    return hub_id, offline
+
+
+def _offline_message(name: str) -> str:
+    """How to get pretrained weights for ``name`` without internet."""
+    hub_id, offline = hub_source(name)
     return (
         f"Could not download the pretrained weights of {name!r}: the Hugging Face hub cannot be "
         f"reached{offline}. Either run once with internet access (timm caches the weights), or "

@@ -30,11 +30,9 @@ class WeightsUnavailableError(RuntimeError):
 
 def _offline_message(name: str) -> str:
     """How to get pretrained weights for ``name`` without internet."""
-    from timm.models import get_pretrained_cfg
+    from helpers.models._registry import hub_source
 
-    config = get_pretrained_cfg(name, allow_unregistered=True)
-    hub_id = getattr(config, "hf_hub_id", None) or f"timm/{name}"
-    offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    hub_id, offline = hub_source(name)
     return (
         f"Could not get the pretrained weights of {name!r}: the Hugging Face hub cannot be "
         f"reached{offline} and they are not in the local cache. Supply them one of three ways:\n"
