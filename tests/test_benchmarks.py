@@ -22,6 +22,24 @@ from tests.conftest import REPO_ROOT
 TRAINING_PAGE = REPO_ROOT / "book" / "benchmarks" / "training.md"
 
 
+def _run_tiny(module: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m <module> --tiny <args>`` with a private data folder and no CIFAR-10 copy."""
+    env = {
+        **os.environ,
+        "HELPERS_DATA_DIR": str(tmp_path),
+        "CIFAR10_PATH": str(tmp_path / "no-cifar10-here.tar.gz"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, "--tiny", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _page_state() -> tuple[float, bytes] | None:
     """The training page's modification time and content, or ``None`` when it is absent."""
     if not TRAINING_PAGE.is_file():
@@ -33,20 +51,8 @@ def _page_state() -> tuple[float, bytes] | None:
 def test_training_benchmark_tiny_prints_both_tables(tmp_path) -> None:
     """``--tiny`` needs no CIFAR-10 copy, prints every row, and does not rewrite the page
     (about 30 s on 2 CPU cores: every model's first bf16 steps)."""
-    env = {
-        **os.environ,
-        "HELPERS_DATA_DIR": str(tmp_path),
-        "CIFAR10_PATH": str(tmp_path / "no-cifar10-here.tar.gz"),
-    }
     before = _page_state()
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.training", "--tiny"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run_tiny("benchmarks.training", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for case in training.CASES:
@@ -101,24 +107,6 @@ def test_precision_table_ratios_are_medians_of_round_ratios() -> None:
 # ----------------------------------------------------------------------------------------------
 # Transfer benchmarks
 # ----------------------------------------------------------------------------------------------
-
-
-def _run_tiny(module: str, tmp_path) -> subprocess.CompletedProcess:
-    """``python -m <module> --tiny`` with a private data folder and no CIFAR-10 copy."""
-    env = {
-        **os.environ,
-        "HELPERS_DATA_DIR": str(tmp_path),
-        "CIFAR10_PATH": str(tmp_path / "no-cifar10-here.tar.gz"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", module, "--tiny"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _pages() -> dict[str, bytes]:
@@ -218,31 +206,14 @@ def test_transfer_gpu_setup_and_config(tmp_path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _run_fast_tiny(module: str, tmp_path, *args: str) -> str:
-    """Run ``python -m <module> --tiny <args>`` without CIFAR-10; return its output."""
-    env = {
-        **os.environ,
-        "HELPERS_DATA_DIR": str(tmp_path),
-        "CIFAR10_PATH": str(tmp_path / "no-cifar10-here.tar.gz"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--tiny", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
 @pytest.mark.slow
 def test_fast_benchmark_tiny_runs_both_parts_and_writes_nothing(tmp_path) -> None:
     """``--tiny`` trains a tiny FastNet on synthetic data for the main part and every lever
     of the ablation (compile skipped), and leaves the page alone (about 20 s)."""
     before = _pages()
-    out = _run_fast_tiny("benchmarks.fast", tmp_path, "--seeds", "1")
+    proc = _run_tiny("benchmarks.fast", tmp_path, "--seeds", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
     assert "--- main:" in out and "TTA acc" in out and "  mean " in out
     for lever in fast_benchmark.LEVERS:
         assert f"--- {'ablation: ' if lever.name != 'compile' else ''}{lever.name}" in out
@@ -255,7 +226,9 @@ def test_fast_gpu_benchmark_tiny_runs_on_the_cpu(tmp_path) -> None:
     """The GPU command runs end to end on the CPU in its tiny configuration (wall clock in
     place of CUDA events)."""
     before = _pages()
-    out = _run_fast_tiny("benchmarks.fast_gpu", tmp_path, "--seeds", "2")
+    proc = _run_tiny("benchmarks.fast_gpu", tmp_path, "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
     assert "warm-up (untimed)" in out and "wall clock" in out
     assert "seed 1:" in out and "  mean " in out and "   std " in out
     assert _pages() == before
