@@ -31,15 +31,10 @@ from typing import Any
 import torch
 
 import helpers as hp
+from benchmarks import fast as fast_benchmark
 
-TINY_VALUES: dict[str, Any] = {
-    "epochs": 1.0,
-    "widths": (8, 8, 8),
-    "batch_size": 50,
-    "whiten_images": 200,
-    "eval_batch_size": 100,
-    "precision": "fp32",
-}
+# --tiny: the CPU benchmark's tiny network and sizes, in fp32 (the CPU test's precision).
+TINY_VALUES: dict[str, Any] = {**fast_benchmark.TINY_VALUES, "precision": "fp32"}
 
 
 class DeviceTimer:
