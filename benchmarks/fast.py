@@ -15,6 +15,9 @@ Two parts, each trained with :func:`helpers.fast.train_fast` on every one of CIF
    standard deviation and range of the TTA accuracy, the change from the baseline, and the
    seconds of training plus evaluation. The TTA row needs no training of its own: it is the
    baseline runs' accuracy without TTA. A compiled row compiles once, untimed, first.
+3. **Longer.** The recipe with more epochs than 10 minutes allow (``--longer``, one run
+   each, seed 0): how accuracy grows with the budget beyond the quick profile, and so
+   about how long 93% takes on this machine.
 
 A full run prints both tables and writes ``book/benchmarks/fast.md``, which the book's
 benchmarks page includes; ``--part`` runs one part and ``--tiny`` a few steps of a tiny
@@ -24,6 +27,7 @@ Usage::
 
     CIFAR10_PATH=../shared/data/cifar10-jpeg.tar.gz python -m benchmarks.fast
     python -m benchmarks.fast --part ablation --seeds 2 --levers lookahead,label_smoothing
+    python -m benchmarks.fast --ablation-seeds 2 --longer 20,26   # what the page shows
     python -m benchmarks.fast --tiny  # seconds, synthetic data, writes nothing
 """
 
@@ -72,6 +76,10 @@ LEVERS: tuple[Lever, ...] = (
     Lever("label_smoothing", {"label_smoothing": 0.0}, note="plain cross-entropy"),
     Lever("tta", {"tta_level": 0}, trains=False, note="no test-time augmentation"),
     Lever("alternating_flip", {"flip": "random"}, note="random flips instead"),
+    Lever("translate", {"translate": 0}, note="no random 2-pixel shifts"),
+    Lever(
+        "warmup", {"warmup_fraction": 0.0, "lr_start": 1.0}, note="no warm-up: decay from the peak"
+    ),
     Lever("bf16", {"precision": "fp32"}, note="fp32 instead of bf16 autocast"),
     Lever("channels_last", {"channels_last": False}, note="NCHW layout"),
     Lever("compile", {"compile": True}, note="torch.compile on (off in the recipe on CPUs)"),
@@ -295,6 +303,58 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int], t
 
 
 # ----------------------------------------------------------------------------------------------
+# Part 3: longer budgets
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_budgets(text: str, tiny: bool) -> list[float]:
+    """The epoch budgets of ``--longer`` (``"20,26"``); in ``--tiny`` each is one epoch.
+
+    Raises:
+        ValueError: for a budget that is not a positive number.
+    """
+    try:
+        budgets = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or min(budgets) <= 0:
+        raise ValueError(f"--longer must list positive epoch counts, such as 20,26; got {text!r}.")
+    return [TINY_VALUES["epochs"] for _ in budgets] if tiny else budgets
+
+
+def measure_longer(
+    data: hp.fast.FastData, budgets: Sequence[float], device: torch.device, *, tiny: bool
+) -> list[hp.fast.FastResult]:
+    """One run (seed 0) of the quick recipe for each epoch budget."""
+    results = []
+    for epochs in budgets:
+        print(f"--- longer: {epochs:g} epochs", flush=True)
+        cfg = quick_config(tiny, epochs=epochs)
+        results.extend(run_seeds(data, cfg, [0], device)[0])
+    return results
+
+
+def longer_markdown(results: Sequence[hp.fast.FastResult]) -> str:
+    """The longer runs as Markdown, one row per budget."""
+    rows = [
+        (
+            f"{r.config.epochs:g}",
+            f"{r.test_acc:.2%}",
+            f"**{r.test_acc_tta:.2%}**",
+            f"{r.history[-1]['train_acc']:.1%}",
+            f"{r.total_seconds / 60:.1f}",
+        )
+        for r in results
+    ]
+    header = ["epochs", "test acc.", "test acc. (TTA)", "last epoch's train acc.", "minutes"]
+    return (
+        "The quick recipe with more epochs than fit in 10 minutes, one run each (seed 0), "
+        "everything else unchanged: how far more time takes it on this machine. Minutes are "
+        "training plus evaluation.\n\n" + markdown_table(header, rows)
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
 
@@ -304,11 +364,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--part",
-        choices=("main", "ablation", "all"),
+        choices=("main", "ablation", "longer", "all"),
         default="all",
         help="which part to run (default: all; only a full run writes the page)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (default: 3)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds of the main result (default: 3)"
+    )
+    parser.add_argument(
+        "--ablation-seeds",
+        type=int,
+        default=None,
+        help="seeds per ablation row (default: --seeds)",
+    )
+    parser.add_argument(
+        "--longer",
+        default="20",
+        help="comma-separated epoch budgets of the longer part, one run each (default: 20)",
+    )
     parser.add_argument(
         "--levers",
         default="all",
@@ -338,9 +411,11 @@ def select_levers(names: str) -> tuple[Lever, ...]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the chosen parts, print their tables, and write the page after a full run."""
     args = get_args_parser().parse_args(argv)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
+    ablation_seeds = args.seeds if args.ablation_seeds is None else args.ablation_seeds
+    if min(args.seeds, ablation_seeds) < 1:
+        raise ValueError("--seeds and --ablation-seeds must be at least 1.")
     levers = select_levers(args.levers)
+    budgets = parse_budgets(args.longer, args.tiny)
     device = torch.device("cpu")  # the reference machine of the quick profile
     hp.runtime.set_threads()
     raw = load_data(args.tiny)
@@ -354,7 +429,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if args.part in ("ablation", "all"):
         title = f"Ablation at {ABLATION_EPOCHS:g} epochs"
-        sections.append(run_part(title, _ablation_part(data, seeds, levers, args)))
+        ablation = list(range(ablation_seeds))
+        sections.append(run_part(title, _ablation_part(data, ablation, levers, args)))
+    if args.part in ("longer", "all"):
+        title = "Longer: accuracy against training time"
+        sections.append(run_part(title, _longer_part(data, budgets, args)))
     minutes = (time.perf_counter() - start) / 60
     print(f"benchmark wall time: {minutes:.1f} min", flush=True)
     if args.tiny or args.part != "all" or args.levers != "all":
@@ -373,6 +452,18 @@ def _main_part(
         cfg, results = measure_main(data, seeds, torch.device("cpu"), tiny=args.tiny)
         print(hp.fast.format_results(results), flush=True)
         return main_markdown(cfg, results, raw.source)
+
+    return part
+
+
+def _longer_part(
+    data: hp.fast.FastData, budgets: Sequence[float], args: argparse.Namespace
+) -> Callable[[], str]:
+    """Part 3 as a closure for :func:`run_part`."""
+
+    def part() -> str:
+        results = measure_longer(data, budgets, torch.device("cpu"), tiny=args.tiny)
+        return longer_markdown(results)
 
     return part
 

@@ -207,14 +207,16 @@ def test_transfer_gpu_setup_and_config(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_fast_benchmark_tiny_runs_both_parts_and_writes_nothing(tmp_path) -> None:
-    """``--tiny`` trains a tiny FastNet on synthetic data for the main part and every lever
-    of the ablation (compile skipped), and leaves the page alone (about 20 s)."""
+def test_fast_benchmark_tiny_runs_every_part_and_writes_nothing(tmp_path) -> None:
+    """``--tiny`` trains a tiny FastNet on synthetic data for the main part, every lever
+    of the ablation (compile skipped) and each longer budget, and leaves the page alone
+    (about 20 s)."""
     before = _pages()
-    proc = _run_tiny("benchmarks.fast", tmp_path, "--seeds", "1")
+    proc = _run_tiny("benchmarks.fast", tmp_path, "--seeds", "1", "--longer", "20,26")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "--- main:" in out and "TTA acc" in out and "  mean " in out
+    assert out.count("--- longer: 1 epochs") == 2  # tiny: every budget shrinks to one epoch
     for lever in fast_benchmark.LEVERS:
         assert f"--- {'ablation: ' if lever.name != 'compile' else ''}{lever.name}" in out
     assert "written to" not in out
@@ -243,6 +245,14 @@ def test_fast_benchmark_levers_are_valid_configs() -> None:
     assert [lever.name for lever in chosen] == ["baseline", "lookahead", "tta"]
     with pytest.raises(ValueError, match="Unknown lever"):
         fast_benchmark.select_levers("lookahed")
+
+
+def test_fast_benchmark_longer_budgets_are_checked() -> None:
+    """``--longer`` takes positive epoch counts and refuses anything else."""
+    assert fast_benchmark.parse_budgets("20, 26.5", tiny=False) == [20.0, 26.5]
+    for bad in ("", "twenty", "20,-1", "0"):
+        with pytest.raises(ValueError, match="--longer"):
+            fast_benchmark.parse_budgets(bad, tiny=False)
 
 
 def test_fast_ablation_markdown_compares_with_the_baseline() -> None:

@@ -152,7 +152,7 @@ def _check_choices(cfg: FastConfig) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-QUICK_EPOCHS = 8.0  # the quick (CPU) profile's schedule: see the docstring of helpers.fast
+QUICK_EPOCHS = 13.0  # the quick (CPU) profile's schedule: see the docstring of helpers.fast
 
 
 def profile_values(profile: Profile) -> dict[str, Any]:

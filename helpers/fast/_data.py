@@ -55,8 +55,26 @@ class FastData:
         return (images.float() - self.mean) / self.std
 
     def whitening_inputs(self, count: int) -> torch.Tensor:
-        """The first ``count`` training images, normalised, without augmentation."""
-        return self.normalize(self.train_images[:count])
+        """``count`` training images spread evenly over the set, normalised, unaugmented.
+
+        Evenly spread rather than the first ``count``: an image folder is stored class by
+        class, so the first 5,000 CIFAR-10 images are all airplanes.
+
+        >>> import torch
+        >>> labels = torch.arange(10).repeat_interleave(5)  # class by class
+        >>> images = torch.zeros(50, 3, 4, 4, dtype=torch.uint8)
+        >>> data = FastData(images, labels, images.float(), labels,
+        ...                 torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1), 10)
+        >>> data.whitening_index(10).tolist()
+        [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+        """
+        return self.normalize(self.train_images[self.whitening_index(count)])
+
+    def whitening_index(self, count: int) -> torch.Tensor:
+        """Indices of ``min(count, N)`` training images at equal steps through the set."""
+        total = len(self.train_labels)
+        count = min(count, total)
+        return torch.arange(count, device=self.device) * total // count
 
 
 def prepare_fast_data(data: ImageData, cfg: FastConfig, *, device: torch.device | str) -> FastData:

@@ -211,8 +211,8 @@ def fit_fast(
 ) -> list[dict[str, float]]:
     """Train ``model`` from scratch with the fast recipe; the clock runs only while training.
 
-    Re-initialises the model under ``seed``, sets the whitening filters from the first
-    ``cfg.whiten_images`` training images (``cfg.whiten_init``), then takes
+    Re-initialises the model under ``seed``, sets the whitening filters from
+    ``cfg.whiten_images`` training images spread over the set (``cfg.whiten_init``), then takes
     ``ceil(cfg.epochs * len(loader))`` steps of summed label-smoothed cross-entropy with
     the optimisers of :func:`build_optimizers`, the warm-up-then-linear schedule and
     lookahead. With ``cfg.epoch_eval`` each epoch ends with an untimed test evaluation.
