@@ -246,6 +246,22 @@ def test_overfits_one_batch() -> None:
     assert last["loss"] < 0.05 * first["loss"] and last["acc"] == 1.0
 
 
+def test_train_one_epoch_reports_the_largest_group_learning_rate() -> None:
+    """With layer decay the first group is the stem's, the smallest rate: the epoch's ``lr``
+    is the largest (the head's), the one the schedule sets."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 10))
+    groups = [
+        {"params": model[1].parameters(), "lr": 0.001},  # stem: lowest
+        {"params": model[3].parameters(), "lr": 0.01},  # head
+    ]
+    optimizer = torch.optim.SGD(groups, lr=0.01)
+    images, labels = _one_batch()
+    stats = ht.train_one_epoch(
+        model, [(images, labels)], optimizer, nn.CrossEntropyLoss(), torch.device("cpu")
+    )
+    assert stats["lr"] == pytest.approx(0.01)
+
+
 def test_train_one_epoch_reports_weighted_means_and_respects_max_steps() -> None:
     model, device = _model(), torch.device(TORCH_DEVICE)
     images, labels = _one_batch(12)

@@ -125,11 +125,12 @@ def train_one_epoch(
 
     Returns:
         ``loss`` and ``acc`` (the means over the images seen), ``images`` (how many),
-        ``seconds`` and ``lr`` (the learning rate of the last step).
+        ``seconds`` and ``lr`` (the last step's learning rate: the largest of the parameter
+        groups', which with layer decay is the head's).
     """
     model.train()
     losses, correct = AverageMeter(), AverageMeter()
-    lr = optimizer.param_groups[0]["lr"]
+    lr = peak_lr(optimizer)
     bar = _progress(_steps(loader, max_steps), progress, description)
     start = time.perf_counter()
     for images, labels in _batches(loader, max_steps):
@@ -139,7 +140,7 @@ def train_one_epoch(
             logits = model(images)  # (B, K)
             loss = loss_fn(logits, labels)
         _backward_and_step(loss, model, optimizer, scaler, grad_clip)
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        lr = peak_lr(optimizer)  # the rate this step used
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
@@ -149,6 +150,21 @@ def train_one_epoch(
         _advance(bar, losses)
     bar.close()
     return _summarise(losses, correct, device, start, lr=lr)
+
+
+def peak_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The largest learning rate of ``optimizer``'s parameter groups.
+
+    With layer-wise decay (``train.layer_decay``) the first group is the stem, whose rate
+    is the smallest; the largest is the head's, the schedule's own value.
+
+    >>> layers = torch.nn.Linear(2, 2)
+    >>> sgd = torch.optim.SGD([{"params": [layers.weight], "lr": 0.01},
+    ...                        {"params": [layers.bias], "lr": 0.1}])
+    >>> peak_lr(sgd)
+    0.1
+    """
+    return max(float(group["lr"]) for group in optimizer.param_groups)
 
 
 def _advance(bar: tqdm, losses: AverageMeter) -> None:
