@@ -246,6 +246,30 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch(synthetic) -> Non
     assert 0.3 < states[0].float().mean() < 0.7
 
 
+def test_loader_batch_shows_given_images_as_an_epoch_sees_them(synthetic) -> None:
+    """``batch(index, epoch)`` gives those images, mirrored the other way in the next epoch."""
+    cfg = fast.FastConfig(**TINY)
+    data = fast.prepare_fast_data(synthetic, cfg, device=TORCH_DEVICE)
+    loader = fast.FastLoader(data, batch_size=50, flip="alternate", translate=0, seed=3)
+    index = torch.tensor([0, 7, 42, 199], device=data.device)
+    first, second = (_flipped(loader.batch(index, epoch), data, index) for epoch in (0, 1))
+    assert torch.all(first ^ second)
+
+
+def test_whitening_images_cover_every_class_of_a_class_ordered_set(synthetic) -> None:
+    """An image folder is stored class by class: the whitening images must not all be the
+    first class's (they were once the first 5,000 CIFAR-10 images, all airplanes)."""
+    cfg = fast.FastConfig(**TINY)
+    data = fast.prepare_fast_data(synthetic, cfg, device=TORCH_DEVICE)
+    assert torch.all(data.train_labels[:-1] <= data.train_labels[1:])  # stored by class
+    index = data.whitening_index(50)
+    assert len(index.unique()) == 50
+    assert torch.bincount(data.train_labels[index], minlength=10).tolist() == [5] * 10
+    assert len(data.whitening_index(10_000)) == len(data.train_labels)  # at most all
+    expected = data.normalize(data.train_images[index])
+    assert torch.equal(data.whitening_inputs(50), expected)
+
+
 def _source_indices(batch: torch.Tensor, data: fast.FastData) -> torch.Tensor:
     """The training image each (possibly mirrored) batch image came from, matched by its
     pixel sum (which a mirror image keeps)."""

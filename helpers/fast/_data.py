@@ -188,10 +188,16 @@ class FastLoader:
         steps = len(self) if steps is None else min(steps, len(self))
         for step in range(steps):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]  # (B,)
-            yield self._make_batch(index, epoch), self.data.train_labels[index]
+            yield self.batch(index, epoch), self.data.train_labels[index]
 
-    def _make_batch(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Gather, shift, flip and normalise one batch: ``(B, C, H, W)`` float32."""
+    def batch(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The training images at ``index`` as epoch ``epoch`` sees them: gathered, shifted,
+        flipped and normalised, ``(B, C, H, W)`` float32 (new random shifts each call).
+
+        Args:
+            index: ``(B,)`` positions in the training set, on the data's device.
+            epoch: the epoch, counted from 0 (its parity decides the alternating flip).
+        """
         images = self.data.train_images[index]  # (B, C, H, W) uint8
         if self.translate > 0:
             images = batch_random_crop(images, self.translate, self.generator)
