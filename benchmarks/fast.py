@@ -27,7 +27,7 @@ Usage::
 
     CIFAR10_PATH=../shared/data/cifar10-jpeg.tar.gz python -m benchmarks.fast
     python -m benchmarks.fast --part ablation --seeds 2 --levers lookahead,label_smoothing
-    python -m benchmarks.fast --ablation-seeds 2 --longer 20,26   # what the page shows
+    python -m benchmarks.fast --ablation-seeds 2 --longer 20   # what the page shows
     python -m benchmarks.fast --tiny  # seconds, synthetic data, writes nothing
 """
 
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     seeds = list(range(args.seeds))
     start = time.perf_counter()
     # The ablation runs last because its compiled row leaves this process slower for eager
-    # code that follows it (measured: 1.3x longer training steps, 1.7x longer evaluation);
+    # code that follows it (measured: 1.1-1.3x longer training steps, 1.7x longer evaluation);
     # the page shows the parts in reading order.
     sections: dict[str, str] = {}
     if args.part in ("main", "all"):
